@@ -1,0 +1,3 @@
+from .fec import FEC
+
+__all__ = ['FEC']

@@ -1,0 +1,257 @@
+"""FEC: feature extraction with clustering (Chen et al., CVPR 2024), as an OpenMMLab backbone."""
+from collections import OrderedDict
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from ..layers import ClusterBlock, ClusterPooling, PositionalStem
+
+NUM_STAGES = 4
+
+
+def _pair(value, name: str, stage: int):
+    if isinstance(value, int):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, int) and v >= 1 for v in value)):
+        raise ValueError(f'{name}[{stage}] must be a positive int or an (h, w) pair of positive '
+                         f'ints, got {value!r}')
+    return tuple(value)
+
+
+def _per_stage_pairs(value, name: str):
+    """``7`` or ``(7, 7, 7, 7)`` or ``((7, 7), ...)`` -> four ``(h, w)`` pairs."""
+    if isinstance(value, int):
+        value = [value] * NUM_STAGES
+    if not isinstance(value, (tuple, list)) or len(value) != NUM_STAGES:
+        raise ValueError(f'{name} needs one entry per stage ({NUM_STAGES}), each an int or an '
+                         f'(h, w) pair; got {value!r}')
+    return [_pair(v, name, i) for i, v in enumerate(value)]
+
+
+class FEC(BaseModule):
+    """FEC backbone: a positional stem, then four stages of clustering blocks joined by
+    clustering poolings; outputs at strides 4, 8, 16 and 32.
+
+    Parameter names follow the official release (``patch_embed``, ``network.{0..6}``,
+    ``norm{0,2,4,6}``), so its ImageNet, COCO and ADE20K checkpoints load unchanged.
+
+    Args:
+        arch (str | dict): 'small', 'base', 'large', or a dict with ``layers``,
+            ``embed_dims``, ``mlp_ratios``, ``heads`` and ``head_dims`` (int or per stage).
+        in_channels (int): image channels. Defaults to 3.
+        proposal_sizes (int | sequence): cluster centers per region, per stage, as a side
+            length or ``(h, w)``. Paper: (4, 4, 2, 2) ImageNet 224, (10, 10, 5, 5) ADE20K 512,
+            (7, 7, 7, 7) COCO. Defaults to (4, 4, 2, 2).
+        fold_sizes (int | sequence): regions per side a stage's map is split into before
+            clustering (1 = global); the pooling in front of stage i uses stage i's fold.
+            Paper: (2, 2, 1, 1) for COCO, 1 elsewhere. Defaults to 1.
+        out_indices (sequence[int]): stages to output (negative counts from the end).
+            Defaults to (0, 1, 2, 3).
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 also stages 0..k-1.
+        drop_path_rate (float): stochastic depth, linearly increasing over blocks.
+        layer_scale_init_value (float): initial per-channel layer scale. Defaults to 1e-5.
+        with_cp (bool): activation checkpointing per block (less memory, more compute).
+        init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH,
+            prefix='backbone.')``; plain state dicts, ``{'state_dict': ...}`` and
+            ``{'model': ...}`` files all load.
+    """
+
+    arch_settings: Dict[str, dict] = {
+        'small': dict(layers=(3, 4, 5, 2), embed_dims=(32, 64, 196, 320),
+                      mlp_ratios=(8, 8, 4, 4), heads=(4, 4, 8, 8), head_dims=24),
+        'base': dict(layers=(2, 2, 6, 2), embed_dims=(64, 128, 320, 512),
+                     mlp_ratios=(8, 8, 4, 4), heads=(4, 4, 8, 8), head_dims=32),
+        'large': dict(layers=(4, 4, 12, 4), embed_dims=(64, 128, 320, 512),
+                      mlp_ratios=(8, 8, 4, 4), heads=(6, 6, 12, 12), head_dims=32),
+    }
+    arch_keys = ('layers', 'embed_dims', 'mlp_ratios', 'heads', 'head_dims')
+    min_input_size = 32
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 proposal_sizes: Union[int, Sequence] = (4, 4, 2, 2),
+                 fold_sizes: Union[int, Sequence] = 1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-5,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._parse_arch(arch)
+        self.proposal_sizes = _per_stage_pairs(proposal_sizes, 'proposal_sizes')
+        self.fold_sizes = _per_stage_pairs(fold_sizes, 'fold_sizes')
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be an int in [-1, {NUM_STAGES}] (-1: none, '
+                             f'0: stem, k: stem and stages 0..k-1), got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+
+        layers, dims = self.arch['layers'], self.arch['embed_dims']
+        self.embed_dims = tuple(dims)
+        self.patch_embed = PositionalStem(in_channels, dims[0])
+        total_blocks, block_id = sum(layers), 0
+        network = []
+        for i in range(NUM_STAGES):
+            if i > 0:
+                network.append(ClusterPooling(dims[i - 1], dims[i], self.fold_sizes[i]))
+            blocks = []
+            for _ in range(layers[i]):
+                blocks.append(ClusterBlock(
+                    dims[i], self.arch['mlp_ratios'][i], self.arch['heads'][i],
+                    self.arch['head_dims'][i], self.proposal_sizes[i], self.fold_sizes[i],
+                    drop_path=drop_path_rate * block_id / max(1, total_blocks - 1),
+                    layer_scale_init_value=layer_scale_init_value))
+                block_id += 1
+            network.append(nn.Sequential(*blocks))
+        self.network = nn.ModuleList(network)
+        for i in self.out_indices:
+            self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ arguments
+    def _parse_arch(self, arch) -> dict:
+        if isinstance(arch, str):
+            if arch not in self.arch_settings:
+                raise ValueError(f"arch '{arch}' is not one of {sorted(self.arch_settings)}; "
+                                 f'or pass a dict with keys {list(self.arch_keys)}')
+            arch = self.arch_settings[arch]
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        missing = [k for k in self.arch_keys if k not in arch]
+        if missing:
+            raise ValueError(f'custom arch dict is missing {missing}; it needs all of '
+                             f'{list(self.arch_keys)}')
+        parsed = {}
+        for key in self.arch_keys:
+            value = arch[key]
+            if key == 'head_dims' and isinstance(value, int):
+                value = [value] * NUM_STAGES
+            if not isinstance(value, (tuple, list)) or len(value) != NUM_STAGES:
+                raise ValueError(f"arch['{key}'] needs {NUM_STAGES} values (one per stage), "
+                                 f'got {value!r}')
+            parsed[key] = tuple(value)
+        return parsed
+
+    @staticmethod
+    def _parse_out_indices(out_indices):
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        parsed = []
+        for index in out_indices:
+            if not isinstance(index, int) or not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(f'out_indices entries must be ints in [{-NUM_STAGES}, '
+                                 f'{NUM_STAGES - 1}] (stages 0-3), got {list(out_indices)}')
+            parsed.append(index % NUM_STAGES)
+        if not parsed:
+            raise ValueError('out_indices is empty; choose stages from 0, 1, 2, 3')
+        return tuple(sorted(set(parsed)))
+
+    # ------------------------------------------------------------------ freezing
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.patch_embed
+        for i in range(max(0, self.frozen_stages)):
+            if i > 0:
+                yield self.network[2 * i - 1]
+            yield self.network[2 * i]
+            if i in self.out_indices:
+                yield getattr(self, f'norm{2 * i}')
+
+    def _freeze_stages(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            self._load_pretrained(self.init_cfg['checkpoint'], self.init_cfg.get('prefix'))
+            return
+        for module in self.modules():  # the paper's init: trunc-normal Linear, default convs
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0)
+        super().init_weights()
+
+    def _load_pretrained(self, checkpoint: str, prefix=None):
+        logger = MMLogger.get_current_instance()
+        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state_dict = extract_state_dict(ckpt, checkpoint)
+        if prefix:
+            state_dict = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
+                                     if k.startswith(prefix))
+            if not state_dict:
+                raise ValueError(f"checkpoint {checkpoint} has no keys starting with prefix "
+                                 f"'{prefix}'; drop `prefix` for an ImageNet/backbone-only file")
+        own = self.state_dict()
+        skipped = sorted(k for k in state_dict if k not in own)
+        kept = OrderedDict((k, v) for k, v in state_dict.items() if k in own)
+        if not kept:
+            raise ValueError(f'checkpoint {checkpoint} holds no FEC backbone weights '
+                             f'(first keys: {list(state_dict)[:5]}); is it an FEC checkpoint, '
+                             f"and does it need prefix='backbone.'?")
+        missing, _ = self.load_state_dict(kept, strict=False)
+        if skipped:
+            groups = sorted({k.split('.')[0] for k in skipped})
+            logger.info(f'FEC: skipped {len(skipped)} checkpoint keys not used by this backbone '
+                        f'({", ".join(g + ".*" for g in groups)})')
+        if missing:
+            logger.warning(f'FEC: {len(missing)} backbone weights not in the checkpoint, left at '
+                           f'their init: {missing[:8]}{" ..." if len(missing) > 8 else ""}')
+        self._is_init = True
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor):
+        height, width = x.shape[-2:]
+        if height < self.min_input_size or width < self.min_input_size:
+            raise ValueError(f'FEC needs images of at least {self.min_input_size}x'
+                             f'{self.min_input_size} pixels, got {height}x{width}')
+        x = self.patch_embed(x)
+        outs = []
+        for i in range(NUM_STAGES):
+            if i > 0:
+                x = self.network[2 * i - 1](x)
+            x = self._run_stage(self.network[2 * i], x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{2 * i}')(x))
+        return tuple(outs)
+
+    def _run_stage(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+def extract_state_dict(ckpt, source: str) -> Dict[str, torch.Tensor]:
+    """The weights inside a checkpoint saved as a plain dict, ``{'state_dict'}`` or ``{'model'}``."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'checkpoint {source} is a {type(ckpt).__name__}, not a state dict')
+    for key in ('state_dict', 'model'):
+        if isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+            break
+    state_dict = OrderedDict((k[7:] if k.startswith('module.') else k, v)
+                             for k, v in ckpt.items() if isinstance(v, torch.Tensor))
+    if not state_dict:
+        raise ValueError(f'checkpoint {source} contains no tensors')
+    return state_dict

@@ -1,0 +1,6 @@
+from .cluster_block import ChannelMlp, ClusterBlock
+from .cluster_encoding import ClusterEncoding
+from .cluster_pooling import ClusterPooling
+from .positional_stem import PositionalStem
+
+__all__ = ['ChannelMlp', 'ClusterBlock', 'ClusterEncoding', 'ClusterPooling', 'PositionalStem']
