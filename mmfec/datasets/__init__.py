@@ -11,16 +11,19 @@ from .toy_coco import (TOY_COCO_CAT_IDS, TOY_COCO_CLASSES, ensure_toy_coco,
                        generate_toy_coco)
 
 
-def ensure_toy_data(root='data', only=None, force=False, log=None):
-    """Make both toy sets under ``root`` (default sizes) unless already up to date.
+def ensure_toy_data(root='data', only=None, force=False, log=None, **sizes):
+    """Make both toy sets under ``root`` unless they are already up to date.
 
-    Returns ``{'coco': Path, 'ade20k': Path}`` (only the requested one if ``only``).
+    ``sizes`` (``num_train``, ``num_val``, ``seed``) apply to both sets; each set's
+    defaults otherwise. Returns ``{'coco': Path, 'ade20k': Path}``, or only the one
+    named by ``only``.
     """
     makers = {'coco': ensure_toy_coco, 'ade20k': ensure_toy_ade20k}
     if only is not None and only not in makers:
         raise ValueError(f"only must be None, 'coco' or 'ade20k', got {only!r}")
     names = [only] if only else list(makers)
-    return {name: Path(makers[name](root, force=force, log=log)) for name in names}
+    return {name: Path(makers[name](root, force=force, log=log, **sizes))
+            for name in names}
 
 
 __all__ = [

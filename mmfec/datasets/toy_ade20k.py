@@ -146,6 +146,6 @@ def ensure_toy_ade20k(root='data', num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_
                   val_size_range=list(VAL_SIZE_RANGE))
     gen_params = {k: v for k, v in params.items() if k != 'val_size_range'}
     target, _ = publish_once(
-        Path(root) / 'toy_ade20k', marker_text('toy_ade20k', params),
+        Path(root) / 'toy_ade20k', marker_text('toy_ade20k', params, __file__),
         lambda tmp: generate_toy_ade20k(tmp, **gen_params), force=force, log=log)
     return target
