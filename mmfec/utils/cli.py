@@ -1,0 +1,208 @@
+"""What tools/train.py and tools/test.py share: scope detection, clear errors.
+
+Why: one set of tools serves MMDetection and MMSegmentation configs, so they
+must find out which one a config belongs to (to pick registries, hooks and
+metrics), and a user mistake must end in one ``error: ...`` line with exit
+code 2, not in a traceback.
+"""
+import os.path as osp
+import sys
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+from .safe_checkpoint import CheckpointError
+
+SCOPES = ('mmdet', 'mmseg')
+USAGE_EXIT_CODE = 2
+_CONFIG_SUFFIXES = ('.py', '.json', '.yaml', '.yml')
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; the tools print it as one line."""
+
+
+@contextmanager
+def user_errors():
+    """Print user errors (ours, bad checkpoints) as ``error: ...``, exit 2."""
+    try:
+        yield
+    except (UsageError, CheckpointError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {text[0] if text else ""}'.rstrip(': ')
+
+
+def load_config(path, cfg_options=None):
+    """``Config.fromfile`` plus ``--cfg-options``, with one-line errors."""
+    from mmengine.config import Config
+    if not osp.isfile(path):
+        what = 'is a directory' if osp.isdir(path) else 'does not exist'
+        raise UsageError(f'config file {path} {what}; pass the path of a '
+                         f'config file ({", ".join(_CONFIG_SUFFIXES)})')
+    if not path.endswith(_CONFIG_SUFFIXES):
+        raise UsageError(f'config file {path} must end with one of '
+                         f'{", ".join(_CONFIG_SUFFIXES)}')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as error:  # any parse/import error in the user's file
+        raise UsageError(
+            f'cannot read config {path}: {_first_line(error)}') from None
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except Exception as error:
+            raise UsageError(
+                f'cannot apply --cfg-options: {_first_line(error)}') from None
+    return cfg
+
+
+def _scope_of_type(model_type):
+    """Scope named by a ``type`` itself: 'mmdet.X', or a class from mmdet."""
+    if isinstance(model_type, str):
+        prefix = model_type.partition('.')[0]
+        return prefix if '.' in model_type else None
+    return getattr(model_type, '__module__', '').partition('.')[0] or None
+
+
+def _registered_in(scope, model_type):
+    """Whether ``scope``'s own MODELS registry (not a parent) has the type."""
+    try:
+        if scope == 'mmdet':
+            from mmdet.registry import MODELS
+            from mmdet.utils import register_all_modules
+        else:
+            from mmseg.registry import MODELS
+            from mmseg.utils import register_all_modules
+    except ImportError:
+        return False
+    register_all_modules(init_default_scope=False)
+    return model_type in MODELS.module_dict
+
+
+def detect_scope(cfg):
+    """Return 'mmdet' or 'mmseg' for a config (``Config`` or plain dict).
+
+    The config's ``default_scope`` decides when set; otherwise the scope
+    whose MODELS registry has ``model.type``.
+    """
+    scope = cfg.get('default_scope')
+    if scope is not None:
+        if scope not in SCOPES:
+            raise UsageError(
+                f'default_scope={scope!r} in the config is not supported; '
+                f'mmfec tools serve {" and ".join(SCOPES)} configs')
+        return scope
+    model = cfg.get('model')
+    model_type = model.get('type') if isinstance(model, Mapping) else None
+    if model_type is None:
+        raise UsageError('the config sets neither default_scope nor '
+                         'model.type; add default_scope = "mmdet" (detection) '
+                         'or "mmseg" (segmentation)')
+    named = _scope_of_type(model_type)
+    if named is not None:
+        if named in SCOPES:
+            return named
+        found = []
+    else:
+        found = [s for s in SCOPES if _registered_in(s, model_type)]
+    if len(found) == 1:
+        return found[0]
+    where = ('both mmdet and mmseg register' if found else
+             'neither mmdet nor mmseg registers')
+    raise UsageError(f'cannot tell the task of this config: {where} model '
+                     f'type {model_type!r}; add default_scope = "mmdet" or '
+                     '"mmseg" to the config')
+
+
+def init_scope(cfg, scope):
+    """Register ``scope``'s modules and make it the config's default scope."""
+    try:
+        if scope == 'mmdet':
+            from mmdet.utils import register_all_modules
+        else:
+            from mmseg.utils import register_all_modules
+    except ImportError as error:
+        raise UsageError(f'this is an {scope} config, but {scope} cannot be '
+                         f'imported ({error}); install it (make setup)') \
+            from None
+    register_all_modules(init_default_scope=True)
+    cfg.default_scope = scope
+
+
+def check_data(cfg, keys):
+    """Fail early, with mmfec's explanation, if the loaders' data is missing.
+
+    ``keys`` are the dataloaders this run uses (test.py needs no train set).
+    Skipped while ``mmfec.datasets.checks`` is not available.
+    """
+    try:
+        from mmfec.datasets.checks import check_data_exists
+    except ImportError:
+        return
+    subset = {'default_scope': cfg.get('default_scope')}
+    subset.update({key: cfg[key] for key in keys if cfg.get(key) is not None})
+    try:
+        check_data_exists(subset)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+
+
+def is_local_path(path):
+    """Whether a checkpoint path is a plain file path (not ``scheme://``)."""
+    return '://' not in path
+
+
+def check_checkpoint_path(path, option):
+    """A local checkpoint must exist before minutes of set-up are spent."""
+    if is_local_path(path) and not osp.isfile(osp.expanduser(path)):
+        what = 'is a directory' if osp.isdir(path) else 'does not exist'
+        raise UsageError(f'{option}: checkpoint file {path} {what}')
+
+
+def build_runner(cfg):
+    """Runner from the config, honouring a custom ``runner_type``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def setup_cpu_distributed(cfg):
+    """Let ``--launcher pytorch`` run on a machine without a GPU.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and gives
+    DDP ``device_ids``; both fail without a GPU. Here we start the gloo
+    process group ourselves (the Runner then skips its own start) and build
+    DDP without device ids. Needs ``env_cfg.dist_cfg.backend=gloo``.
+    """
+    import os
+
+    import torch.distributed as dist
+    from mmengine.device import get_device
+    if cfg.get('launcher') != 'pytorch' or get_device() != 'cpu':
+        return
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    if dist_cfg.pop('backend', 'nccl') != 'gloo':
+        raise UsageError('no GPU on this machine, so distributed runs need '
+                         'gloo: add --cfg-options '
+                         'env_cfg.dist_cfg.backend=gloo')
+    if 'timeout' in dist_cfg:
+        import datetime
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **dist_cfg)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    if wrapper.get('type',
+                   'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+        wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper

@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Test (and evaluate) a checkpoint of a detector (mmdet) or segmentor (mmseg).
+
+Same arguments and behaviour as MMDetection 3.3's tools/test.py; on top it
+imports mmfec (FEC registered, the checkpoint loaded as data only, never as
+code), tells from the config whether it is an mmdet or mmseg one and wires
+--show/--show-dir/--out/--tta to that task's hooks and metrics.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+import warnings
+from copy import deepcopy
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PICKLE_SUFFIXES = ('.pkl', '.pickle')
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) an mmdet or mmseg model (e.g. with '
+        'the FEC backbone).')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a .pkl file for offline evaluation; for '
+        'segmentation configs a path without .pkl is a directory for the '
+        'predicted label maps (as in mmseg)')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (under '
+        'work_dir/timestamp/ for detection configs)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'test_dataloader.batch_size=2')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--tta', action='store_true', help='test with test-time augmentation')
+    # torch.distributed.launch/run pass --local-rank (torch >= 2.0) or
+    # --local_rank (older); accept both.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args, scope):
+    """Turn on the task's visualization hook (Det/SegVisualizationHook)."""
+    from mmfec.utils.cli import UsageError
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        expected = 'DetVisualizationHook' if scope == 'mmdet' \
+            else 'SegVisualizationHook'
+        raise UsageError(
+            '--show/--show-dir need a visualization hook in the config: add '
+            f"default_hooks.visualization = dict(type='{expected}')")
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            if cfg.get('visualizer') is None:
+                raise UsageError('--show-dir needs a visualizer in the config')
+            cfg.visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
+def _det_tta(cfg):
+    """mmdet's defaults when the config has no TTA settings of its own."""
+    from mmengine.config import ConfigDict
+    if 'tta_model' not in cfg:
+        warnings.warn('Cannot find ``tta_model`` in config, '
+                      'we will set it as default.')
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('Cannot find ``tta_pipeline`` in config, '
+                      'we will set it as default.')
+        test_data_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in test_data_cfg:
+            test_data_cfg = test_data_cfg['dataset']
+        cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
+        flip_tta = dict(
+            type='TestTimeAug',
+            transforms=[
+                [
+                    dict(type='RandomFlip', prob=1.),
+                    dict(type='RandomFlip', prob=0.)
+                ],
+                [
+                    dict(
+                        type='PackDetInputs',
+                        meta_keys=('img_id', 'img_path', 'ori_shape',
+                                   'img_shape', 'scale_factor', 'flip',
+                                   'flip_direction'))
+                ],
+            ])
+        cfg.tta_pipeline[-1] = flip_tta
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def _seg_tta(cfg):
+    """mmseg's way: the config must bring tta_model and tta_pipeline."""
+    from mmfec.utils.cli import UsageError
+    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    if missing:
+        raise UsageError(f'--tta needs {" and ".join(missing)} in the config '
+                         '(mmseg dataset configs define tta_pipeline, '
+                         "tta_model = dict(type='SegTTAModel'))")
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def apply_args(cfg, args, scope):
+    """Fold the command line into the config, as mmdet's/mmseg's test.py."""
+    from mmfec.utils.cli import UsageError, check_checkpoint_path
+    cfg.launcher = args.launcher
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    check_checkpoint_path(args.checkpoint, 'CHECKPOINT')
+    cfg.load_from = args.checkpoint
+    if args.out is not None and scope == 'mmdet' and \
+            not args.out.endswith(PICKLE_SUFFIXES):
+        raise UsageError(f'--out {args.out}: the dump file must be a .pkl '
+                         'file')
+    if args.out is not None and scope == 'mmseg' and \
+            not args.out.endswith(PICKLE_SUFFIXES):
+        if not isinstance(cfg.get('test_evaluator'), dict):
+            raise UsageError('--out DIR needs test_evaluator to be one dict '
+                             "(mmseg's IoUMetric); or pass --out FILE.pkl")
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args, scope)
+    if args.tta:
+        (_det_tta if scope == 'mmdet' else _seg_tta)(cfg)
+    return cfg
+
+
+def add_dump_metric(runner, out, scope):
+    """Append the metric that pickles predictions to ``out`` (``--out``)."""
+    if scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults as Dump
+    else:
+        from mmengine.evaluator import DumpResults as Dump
+    runner.test_evaluator.metrics.append(Dump(out_file_path=out))
+
+
+def _exit_if_missing(path, what):
+    """Cheap check before the slow imports below: a typo fails in a second."""
+    if '://' not in path and not osp.isfile(osp.expanduser(path)):
+        print(f'error: {what} {path} does not exist', file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    _exit_if_missing(args.config, 'config file')
+    _exit_if_missing(args.checkpoint, 'checkpoint file')
+    if importlib.util.find_spec('mmfec') is None:
+        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+    import mmfec  # noqa: F401  (registers FEC)
+    from mmfec.utils import install_safe_checkpoint_loader
+    from mmfec.utils.cli import (build_runner, check_data, detect_scope,
+                                 init_scope, load_config,
+                                 setup_cpu_distributed, user_errors)
+    install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
+
+    with user_errors():
+        cfg = load_config(args.config, args.cfg_options)
+        scope = detect_scope(cfg)
+        init_scope(cfg, scope)
+        if scope == 'mmdet':
+            from mmdet.utils import setup_cache_size_limit_of_dynamo
+            setup_cache_size_limit_of_dynamo()
+        cfg = apply_args(cfg, args, scope)
+        check_data(cfg, ('test_dataloader', ))
+        setup_cpu_distributed(cfg)
+        runner = build_runner(cfg)
+        if args.out is not None and args.out.endswith(PICKLE_SUFFIXES):
+            add_dump_metric(runner, args.out, scope)
+        runner.test()
+
+
+if __name__ == '__main__':
+    main()
