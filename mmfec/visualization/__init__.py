@@ -1,0 +1,29 @@
+"""Cluster maps: which pixels each FEC layer put together, drawn over the image.
+
+Typical use::
+
+    from mmfec.visualization import draw_cluster_maps, save_png
+    (figure, maps), = draw_cluster_maps(model, inputs, [image_rgb])
+    save_png('clusters.png', figure)
+
+See ``docs/cluster_maps.md`` for the tool (``tools/visualize_clusters.py``) and the
+training hook (``ClusterMapHook``).
+"""
+from .cluster_maps import (ALL_LAYERS, DEFAULT_LAYERS, ClusterMap, LayerInfo, check_head,
+                           cluster_maps, clustering_layers, default_layer_names,
+                           find_backbone, hierarchy_maps, name_layers, pixel_points,
+                           record_clusters, select_layers)
+from .draw import draw_cluster_maps
+from .preprocess import (IMAGENET_MEAN, IMAGENET_STD, Normalization, config_test_resize,
+                         from_input, normalization_from_config, resized_size, to_input)
+from .render import (boundaries, cluster_colours, figure_shape, overlay, panel_shape,
+                     render_figure, save_png)
+
+__all__ = [
+    'ALL_LAYERS', 'DEFAULT_LAYERS', 'ClusterMap', 'LayerInfo', 'check_head', 'cluster_maps',
+    'clustering_layers', 'default_layer_names', 'find_backbone', 'hierarchy_maps',
+    'name_layers', 'pixel_points', 'record_clusters', 'select_layers', 'draw_cluster_maps',
+    'IMAGENET_MEAN', 'IMAGENET_STD', 'Normalization', 'config_test_resize', 'from_input',
+    'normalization_from_config', 'resized_size', 'to_input', 'boundaries', 'cluster_colours',
+    'figure_shape', 'overlay', 'panel_shape', 'render_figure', 'save_png',
+]
