@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.model import BaseModel, BaseModule
+from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 from torch.utils.data import Dataset
@@ -117,7 +117,7 @@ def _trap_objects(marker):
 
 
 def _raw_getattr_import_chain(marker):
-    """getattr(__import__('os'), 'system')('touch marker') in pickle opcodes."""
+    """``getattr(__import__('os'), 'system')('touch marker')``, as opcodes."""
     return (b'c__builtin__\ngetattr\n(c__builtin__\n__import__\n(Vos\ntR'
             b'Vsystem\ntR(V' + f'touch {marker}'.encode() + b'\ntR.')
 
@@ -335,6 +335,7 @@ def test_numpy_object_arrays_and_forged_dtypes_refused(tmp_path):
 
 
 def test_checkpoint_cannot_replace_history_buffer_statistics(tmp_path):
+    """HistoryBuffer.__setstate__ would copy these into a class-wide table."""
     buffer = HistoryBuffer([1.0, 2.0], [1, 1])
     table = HistoryBuffer._statistics_methods
     genuine = table['mean']
@@ -343,9 +344,44 @@ def test_checkpoint_cannot_replace_history_buffer_statistics(tmp_path):
         torch.save({'b': buffer}, tmp_path / 'hb.pth')
     finally:
         table['mean'] = genuine
-    loaded = safe_torch_load(tmp_path / 'hb.pth')['b']
+    with pytest.raises(UnsafeCheckpointError, match='statistics methods'):
+        safe_torch_load(tmp_path / 'hb.pth')
     assert HistoryBuffer._statistics_methods['mean'] is genuine
-    assert loaded.mean() == pytest.approx(1.5)
+
+
+def test_history_buffer_is_never_called_with_checkpoint_data(tmp_path):
+    """HistoryBuffer(log) runs np.array(log); numpy trusts a raw pointer in
+    an ``__array_interface__`` found on any object, e.g. an OrderedDict whose
+    attributes the pickle sets. So the buffer may only be created empty."""
+    evil = collections.OrderedDict()
+    evil.__dict__['__array_interface__'] = dict(
+        data=(8, False), shape=(1, ), typestr='<u8', version=3)
+    torch.save({'b': _Reduce(HistoryBuffer, [evil], [1])}, tmp_path / 'e.pth')
+    with pytest.raises(UnsafeCheckpointError, match='HistoryBuffer'):
+        safe_torch_load(tmp_path / 'e.pth')
+    # created empty like a real one, but with a forged state
+    forged = HistoryBuffer()
+    forged.__getstate__ = lambda: dict(
+        max_length=10, _log_history=[evil], _count_history=[1])
+    torch.save({'b': forged}, tmp_path / 's.pth')
+    with pytest.raises(UnsafeCheckpointError, match='not a numpy array'):
+        safe_torch_load(tmp_path / 's.pth')
+
+
+def test_special_attributes_on_loaded_objects_refused(tmp_path):
+    """torch lets BUILD set any attribute on an OrderedDict; a later
+    np.array() of it would follow the raw pointer in __array_interface__."""
+    evil = collections.OrderedDict(a=1)
+    evil.__dict__['__array_interface__'] = dict(
+        data=(8, False), shape=(1, ), typestr='<u8', version=3)
+    torch.save({'meta': {'palette': [evil]}}, tmp_path / 'od.pth')
+    with pytest.raises(UnsafeCheckpointError, match='__array_interface__'):
+        safe_torch_load(tmp_path / 'od.pth')
+    plain = collections.OrderedDict(a=torch.ones(1))
+    plain._metadata = {'': {'version': 1}}
+    torch.save(plain, tmp_path / 'plain.pth')
+    assert safe_torch_load(tmp_path / 'plain.pth')._metadata == {
+        '': {'version': 1}}
 
 
 def test_allowlist_is_scoped_to_our_loads(runner_ckpt):

@@ -207,7 +207,7 @@ def main(argv=None):
         cfg = apply_args(cfg, args, scope)
         check_data(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg)
-        runner = build_runner(cfg)
+        runner = build_runner(cfg, scope)
         if args.out is not None and args.out.endswith(PICKLE_SUFFIXES):
             add_dump_metric(runner, args.out, scope)
         runner.test()

@@ -134,7 +134,7 @@ def main(argv=None):
         cfg = apply_args(cfg, args)
         check_data(cfg, ('train_dataloader', 'val_dataloader'))
         setup_cpu_distributed(cfg)
-        runner = build_runner(cfg)
+        runner = build_runner(cfg, scope)
         runner.train()
 
 

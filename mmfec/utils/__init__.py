@@ -1,4 +1,4 @@
-"""Small helpers that mmfec needs outside the models: safe checkpoint loading."""
+"""Helpers outside the models: safe checkpoint loading, tool support."""
 from .safe_checkpoint import (CheckpointError, CheckpointNotFoundError,
                               InvalidCheckpointError, UnsafeCheckpointError,
                               install_safe_checkpoint_loader, safe_load_url,

@@ -163,12 +163,15 @@ def check_checkpoint_path(path, option):
         raise UsageError(f'{option}: checkpoint file {path} {what}')
 
 
-def build_runner(cfg):
-    """Runner from the config, honouring a custom ``runner_type``."""
-    from mmengine.registry import RUNNERS
+def build_runner(cfg, scope):
+    """Runner from the config, or the task's RUNNERS for ``runner_type``."""
     from mmengine.runner import Runner
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
+    if scope == 'mmdet':
+        from mmdet.registry import RUNNERS
+    else:
+        from mmseg.registry import RUNNERS
     return RUNNERS.build(cfg)
 
 

@@ -1,22 +1,32 @@
 """Load checkpoints as data only, and send every mmengine load through that.
 
 Why this exists: torch >= 2.6 loads with ``weights_only=True``, and that
-restricted unpickler rejects the numpy and mmengine objects a Runner puts into
-its own checkpoints, so mmengine 0.10.7 cannot load what it saved (and its
-http loader even passes ``weights_only=False``, which lets a downloaded file run
-code). Switching ``weights_only`` off is not an option: a checkpoint from the
-internet must never run code. So we keep torch's restricted unpickler and give
-it, for the duration of our own load calls only, the few extra names a Runner
-checkpoint needs:
+restricted unpickler rejects the numpy and mmengine objects a Runner puts
+into its own checkpoints, so mmengine 0.10.7 cannot load what it saved (and
+its http loader even passes ``weights_only=False``, which lets a downloaded
+file run code). Switching ``weights_only`` off is not an option: a
+checkpoint from the internet must never run code. So we keep torch's
+restricted unpickler and give it, for the duration of our own load calls
+only, the few extra names a Runner checkpoint needs:
 
-* ``mmengine.logging.history_buffer.HistoryBuffer`` (the message hub's logs);
-  its class-wide table of statistics methods is repaired after every load, so
-  a checkpoint cannot change it for the rest of the process;
-* ``builtins.getattr``, resolved only for ``HistoryBuffer.min/max/current/mean``
-  (pickle stores those methods as ``getattr(HistoryBuffer, 'min')``);
 * numpy arrays, scalars and dtypes of plain numeric kinds, rebuilt by our own
   code from raw bytes: numpy's ``__setstate__`` never sees checkpoint data
-  (it accepts forged dtype flags, which could corrupt memory).
+  (it accepts forged dtype flags, which could corrupt memory);
+* ``mmengine.logging.history_buffer.HistoryBuffer`` (the message hub's logs),
+  rebuilt by our own code from a checked state: neither its ``__init__`` nor
+  its ``__setstate__`` runs on checkpoint data (``__init__`` hands its
+  arguments to ``np.array``, which trusts an ``__array_interface__`` found on
+  any object, i.e. raw pointers; ``__setstate__`` writes into a class-wide
+  table of methods);
+* ``builtins.getattr``, resolved only for ``HistoryBuffer.min`` (and
+  ``max``, ``current``, ``mean``): pickle stores those methods as
+  ``getattr(HistoryBuffer, 'min')``;
+* ``builtins.bytes``, called without arguments only (pickle's ``b''``).
+
+Each name maps to a stand-in in this module that checks its arguments; the
+stand-ins are swapped for real objects after unpickling. That last pass also
+refuses special ``__x__`` attributes which torch's unpickler lets a pickle
+set on an OrderedDict or a tensor.
 
 Anything else is refused with an error that names the file and the global.
 """
@@ -68,14 +78,6 @@ _REFUSED = 'mmfec-refused:'
 _NUMPY_DTYPE_NAME = re.compile(r'[biufc]\d{1,2}')
 
 
-class _LoadSession(threading.local):
-    """Per-thread note that a load created numpy stand-ins to resolve."""
-    made_stand_ins = False
-
-
-_session = _LoadSession()
-
-
 class _NdarrayToken:
     """Stands for ``numpy.ndarray`` in a pickle: only _NumpyArray accepts it.
 
@@ -94,10 +96,6 @@ class _NumpyDtype:
     """Stand-in for ``numpy.dtype(name, align, copy)`` in a pickle."""
     dtype = None
 
-    def __new__(cls, *args, **kwargs):
-        _session.made_stand_ins = True
-        return super().__new__(cls)
-
     def __init__(self, name=None, align=False, copy=False):
         if not isinstance(name, str) or not _NUMPY_DTYPE_NAME.fullmatch(name):
             raise pickle.UnpicklingError(
@@ -107,8 +105,10 @@ class _NumpyDtype:
 
     def __setstate__(self, state):
         """Accept only the state numpy itself writes for this dtype."""
-        if self.dtype is None or not isinstance(state, tuple) or len(
-                state) != 8 or state[1] not in ('<', '>', '|', '='):
+        if self.dtype is None or type(state) is not tuple or len(
+                state) != 8 or not all(
+                    type(x) in (int, str, type(None)) for x in state
+                ) or state[1] not in ('<', '>', '|', '='):
             raise pickle.UnpicklingError(
                 f'{_REFUSED} malformed numpy dtype state {state!r}')
         dtype = self.dtype
@@ -132,10 +132,6 @@ class _NumpyArray:
     """Stand-in for ``numpy.core.multiarray._reconstruct``; holds the array
     rebuilt from raw bytes, swapped in by ``_resolve`` after unpickling."""
     array = None
-
-    def __new__(cls, *args, **kwargs):
-        _session.made_stand_ins = True
-        return super().__new__(cls)
 
     def __init__(self, subtype=None, shape=None, typecode=None):
         if subtype is not _NDARRAY or typecode not in (b'b', 'b'):
@@ -187,16 +183,78 @@ def _empty_bytes(*args):
 
 
 # --------------------------------------------------------------------------
-# getattr, for exactly the pairs a Runner checkpoint holds
+# HistoryBuffer and getattr, for exactly what a Runner checkpoint holds
 # --------------------------------------------------------------------------
 _STATISTICS = ('min', 'max', 'current', 'mean')
 
 
+class _HistoryBuffer:
+    """Stand-in for ``HistoryBuffer``: pickle creates it empty (NEWOBJ) and
+    sets its state (BUILD); ``_resolve`` then makes the real buffer."""
+    state = None
+
+    def __new__(cls, *args, **kwargs):
+        if args or kwargs:
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} HistoryBuffer created with arguments (a Runner '
+                'checkpoint creates it empty and sets its state)')
+        return super().__new__(cls)
+
+    def __init__(self):
+        raise pickle.UnpicklingError(
+            f'{_REFUSED} a call of HistoryBuffer(...) (a Runner checkpoint '
+            'creates it empty and sets its state)')
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict) or not {
+                'max_length', '_log_history', '_count_history'
+        } <= set(state) <= {
+                'max_length', '_log_history', '_count_history',
+                'statistics_methods'
+        }:
+            keys = sorted(map(str, state)) if isinstance(state,
+                                                         dict) else state
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} HistoryBuffer state {keys!r}')
+        if type(state['max_length']) is not int or state['max_length'] < 1:
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} HistoryBuffer max_length {state["max_length"]!r}')
+        methods = state.get('statistics_methods', {})
+        if not isinstance(methods, dict) or any(
+                name not in _STATISTICS
+                or method is not getattr(HistoryBuffer, name)
+                for name, method in methods.items()):
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} HistoryBuffer statistics methods other than '
+                f'HistoryBuffer.{"/".join(_STATISTICS)}')
+        for key in ('_log_history', '_count_history'):
+            if not isinstance(state[key], _NumpyArray):
+                raise pickle.UnpicklingError(
+                    f'{_REFUSED} HistoryBuffer {key} that is not a numpy '
+                    'array')
+        self.state = state
+
+    def build(self, resolve):
+        """The real HistoryBuffer, its arrays rebuilt by ``resolve``."""
+        if self.state is None:
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} a HistoryBuffer without state')
+        for name in _STATISTICS:  # what its own __setstate__ would ensure
+            HistoryBuffer._statistics_methods.setdefault(
+                name, getattr(HistoryBuffer, name))
+        buffer = HistoryBuffer.__new__(HistoryBuffer)
+        buffer.max_length = self.state['max_length']
+        buffer._log_history = resolve(self.state['_log_history'])
+        buffer._count_history = resolve(self.state['_count_history'])
+        return buffer
+
+
 def _restricted_getattr(obj, name):
-    """Stand-in for ``builtins.getattr``: only ``HistoryBuffer.<statistic>``."""
-    if obj is HistoryBuffer and name in _STATISTICS:
+    """Stand-in for ``builtins.getattr``: ``HistoryBuffer.<statistic>``."""
+    if obj is _HistoryBuffer and name in _STATISTICS:
         return getattr(HistoryBuffer, name)
-    owner = getattr(obj, '__qualname__', type(obj).__name__)
+    owner = 'HistoryBuffer' if obj is _HistoryBuffer else getattr(
+        obj, '__qualname__', type(obj).__name__)
     raise pickle.UnpicklingError(
         f'{_REFUSED} getattr({owner}, {name!r}) (only getattr(HistoryBuffer, '
         f'name) for name in {_STATISTICS} is allowed)')
@@ -209,7 +267,7 @@ def _numpy_module_paths():
 
 def _allowlist():
     entries = [
-        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        (_HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
         (_restricted_getattr, 'builtins.getattr'),
         (_empty_bytes, 'builtins.bytes'),
         (_NumpyDtype, 'numpy.dtype'),
@@ -238,7 +296,6 @@ def _allowlist_only():
             f'torch {torch.__version__}; upgrade torch')
     with _lock:
         previous = serialization.get_safe_globals()
-        statistics = dict(HistoryBuffer._statistics_methods)
         serialization.clear_safe_globals()
         serialization.add_safe_globals(_allowlist())
         try:
@@ -246,26 +303,33 @@ def _allowlist_only():
         finally:
             serialization.clear_safe_globals()
             serialization.add_safe_globals(previous)
-            _repair_statistics(statistics)
 
 
-def _repair_statistics(before):
-    """Undo what a checkpoint wrote into the class-wide statistics table.
+_STAND_INS = (_NumpyArray, _NumpyDtype, _HistoryBuffer)
 
-    ``HistoryBuffer.__setstate__`` copies the checkpoint's methods into that
-    table; keep what was there, plus mmengine's own four defaults.
+
+def _check_attributes(obj):
+    """Refuse special (``__x__``) instance attributes set by the pickle.
+
+    torch's unpickler lets BUILD put any attribute on an OrderedDict or a
+    tensor; numpy honours an ``__array_interface__`` found there, i.e. raw
+    pointers, so one such object handed to numpy later could corrupt memory.
+    Real checkpoints only carry plain names such as ``_metadata``.
     """
-    table = HistoryBuffer._statistics_methods
-    repaired = dict(before)
-    for name in _STATISTICS:
-        repaired.setdefault(name, getattr(HistoryBuffer, name))
-    if table != repaired:
-        table.clear()
-        table.update(repaired)
+    attributes = getattr(obj, '__dict__', None)
+    if not isinstance(attributes, dict):  # classes have a mappingproxy
+        return None
+    for name in attributes:
+        if not isinstance(name, str) or name.startswith('__'):
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} a {type(obj).__name__} with the attribute '
+                f'{name!r} (special attributes are refused)')
+    return attributes
 
 
 def _resolve(obj, seen):
-    """Swap numpy stand-ins for the real arrays/dtypes, containers in place."""
+    """Swap stand-ins for the real objects, fixing containers in place, and
+    check the attributes of everything else."""
     key = id(obj)
     if key in seen:
         return seen[key]
@@ -273,35 +337,46 @@ def _resolve(obj, seen):
         if obj.array is None:
             raise pickle.UnpicklingError(
                 f'{_REFUSED} a numpy array without data')
-        result = obj.array
-    elif isinstance(obj, _NumpyDtype):
-        result = _plain_dtype(obj)
-    elif isinstance(obj, dict):
-        seen[key] = obj
+        seen[key] = obj.array
+        return obj.array
+    if isinstance(obj, _NumpyDtype):
+        seen[key] = _plain_dtype(obj)
+        return seen[key]
+    if isinstance(obj, _HistoryBuffer):
+        buffer = obj.build(lambda value: _resolve(value, seen))
+        if not all(
+                isinstance(a, np.ndarray) and a.ndim == 1
+                for a in (buffer._log_history, buffer._count_history)):
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} HistoryBuffer logs that are not 1-d arrays')
+        seen[key] = buffer
+        return buffer
+    seen[key] = obj
+    attributes = _check_attributes(obj)
+    if attributes:
+        for name, value in attributes.items():
+            attributes[name] = _resolve(value, seen)
+    if isinstance(obj, dict):
         for k, v in obj.items():
-            if isinstance(k, (_NumpyArray, _NumpyDtype)):
+            if isinstance(k, _STAND_INS):
                 raise pickle.UnpicklingError(
-                    f'{_REFUSED} a numpy object as a dict key')
+                    f'{_REFUSED} a numpy object or HistoryBuffer as a dict '
+                    'key')
             obj[k] = _resolve(v, seen)
-        return obj
     elif isinstance(obj, list):
-        seen[key] = obj
         obj[:] = [_resolve(v, seen) for v in obj]
-        return obj
     elif type(obj) is tuple:
-        seen[key] = obj
         items = tuple(_resolve(v, seen) for v in obj)
-        result = obj if all(a is b for a, b in zip(items, obj)) else items
-    elif type(obj) is HistoryBuffer:
-        seen[key] = obj
-        state = vars(obj)
-        for k, v in state.items():
-            state[k] = _resolve(v, seen)
-        return obj
-    else:
-        result = obj
-    seen[key] = result
-    return result
+        if any(a is not b for a, b in zip(items, obj)):
+            seen[key] = items
+            return items
+    elif isinstance(obj, (set, frozenset)):
+        for item in obj:
+            if isinstance(item, _STAND_INS):
+                raise pickle.UnpicklingError(
+                    f'{_REFUSED} a numpy object or HistoryBuffer in a set')
+            _resolve(item, seen)
+    return obj
 
 
 # --------------------------------------------------------------------------
@@ -359,6 +434,7 @@ def _translate(error, name):
         detail = 'its data is nested too deeply'
     else:
         detail = _first_line(message.split('WeightsUnpickler error:')[-1])
+        detail = f'{type(error).__name__}: {detail.split(". ")[0]}'
     return InvalidCheckpointError(
         f'cannot load checkpoint {name}: it is not a PyTorch checkpoint or it '
         f'is corrupt ({detail})')
@@ -382,22 +458,17 @@ def safe_torch_load(file, map_location='cpu'):
         name = file
     else:
         name = getattr(file, 'name', '<in-memory checkpoint>')
-    _session.made_stand_ins = False
     try:
         with _allowlist_only():
             checkpoint = torch.load(
                 file, map_location=map_location, weights_only=True)
-            if _session.made_stand_ins:
-                checkpoint = _resolve(checkpoint, {})
+        return _resolve(checkpoint, {})
     except _MALFORMED as error:
         raise _translate(error, name) from None
     except RuntimeError as error:
         if _unsafe_reason(str(error)) or _CORRUPT_RUNTIME.search(str(error)):
             raise _translate(error, name) from None
         raise
-    finally:
-        _session.made_stand_ins = False
-    return checkpoint
 
 
 # --------------------------------------------------------------------------
