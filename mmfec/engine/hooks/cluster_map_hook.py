@@ -6,7 +6,7 @@ Enable from a config (``mmfec.engine`` must be imported so the hook is registere
     custom_hooks = [dict(type='ClusterMapHook', num_images=4)]
 
 Figures go to ``work_dir/cluster_maps/epoch_{k}/`` (or ``iter_{k}/`` for iteration-based
-training, ``val/`` for a stand-alone validation) and to the visualizer's backends through
+training, ``val/`` for a stand-alone validation, ``test/`` for a test run) and to the visualizer's backends through
 ``add_image``, so TensorBoard shows them when its backend is on.
 """
 import importlib
@@ -26,7 +26,7 @@ from mmfec.visualization import (check_head, clustering_layers, draw_cluster_map
 
 
 class ClusterMapHook(Hook):
-    """Draw the cluster maps of the first ``num_images`` validation images.
+    """Draw the cluster maps of the first ``num_images`` validation (and test) images.
 
     Args:
         num_images (int): validation images drawn each time (the first ones of the loader).
@@ -68,6 +68,7 @@ class ClusterMapHook(Hook):
         self._drawn = 0
         self._active = False
         self._folder = ''
+        self._step = 0
 
     @staticmethod
     def _model(runner):
@@ -85,7 +86,9 @@ class ClusterMapHook(Hook):
             if info.kind == 'encoding':
                 check_head(info, backbone.get_submodule(info.path).heads, self.head)
 
-    def _run_name(self, runner) -> str:
+    def _run_name(self, runner, phase: str = 'val') -> str:
+        if phase == 'test':
+            return 'test'
         loop = getattr(runner, '_train_loop', None)
         if isinstance(loop, IterBasedTrainLoop):
             return f'iter_{runner.iter}'
@@ -95,10 +98,21 @@ class ClusterMapHook(Hook):
 
     def before_val_epoch(self, runner) -> None:
         self._validations += 1
+        self._start(runner, (self._validations - 1) % self.interval == 0, 'val')
+
+    def before_test_epoch(self, runner) -> None:
+        self._start(runner, True, 'test')
+
+    def _start(self, runner, due: bool, phase: str) -> None:
         self._drawn = 0
-        self._active = is_main_process() and (self._validations - 1) % self.interval == 0
+        self._active = is_main_process() and due
+        self._step = 0 if phase == 'test' else (
+            runner.iter if self._run_name(runner).startswith('iter') else runner.epoch)
         root = self.out_dir or osp.join(runner.work_dir, 'cluster_maps')
-        self._folder = osp.join(root, self._run_name(runner))
+        self._folder = osp.join(root, self._run_name(runner, phase))
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.after_val_iter(runner, batch_idx, data_batch, outputs)
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self._active or self._drawn >= self.num_images or data_batch is None:
@@ -123,11 +137,10 @@ class ClusterMapHook(Hook):
             names.append(stem)
         results = draw_cluster_maps(model, inputs[:count], images, sizes, self.layers,
                                     self.head, self.alpha)
-        step = runner.iter if self._run_name(runner).startswith('iter') else runner.epoch
         for name, (figure, _) in zip(names, results):
             save_png(osp.join(self._folder, f'{name}.png'), figure)
             if self.to_visualizer and getattr(runner, 'visualizer', None) is not None:
-                runner.visualizer.add_image(f'cluster_maps_{name}', figure, step=step)
+                runner.visualizer.add_image(f'cluster_maps_{name}', figure, step=self._step)
         self._drawn += count
 
 
