@@ -289,6 +289,7 @@ def test_cluster_map_hook_saves_pngs_per_validation(tmp_path):
     runner = Runner(
         model=TinyModel(), work_dir=str(tmp_path), train_dataloader=loader,
         val_dataloader=loader, val_evaluator=[NoMetric()], log_level='WARNING',
+        test_dataloader=loader, test_evaluator=[NoMetric()], test_cfg=dict(),
         train_cfg=dict(by_epoch=True, max_epochs=1, val_interval=1), val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.0)),
         custom_hooks=[dict(type='ClusterMapHook', num_images=3, layers=['pool2'])],
@@ -302,6 +303,8 @@ def test_cluster_map_hook_saves_pngs_per_validation(tmp_path):
     assert cv2.imread(str(folder / 'img_0.png')).shape[:2] == figure_shape((48, 64), 2)
     sent = list(tmp_path.glob('*/vis_data/vis_image/cluster_maps_img_0_1.png'))
     assert len(sent) == 1
+    runner.test()  # a test run draws too, into cluster_maps/test
+    assert len(list((tmp_path / 'cluster_maps' / 'test').iterdir())) == 3
 
 
 def test_cluster_map_hook_rejects_unknown_layers_before_training():
