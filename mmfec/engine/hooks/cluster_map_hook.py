@@ -117,6 +117,14 @@ class ClusterMapHook(Hook):
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self._active or self._drawn >= self.num_images or data_batch is None:
             return
+        try:
+            self._draw(runner, data_batch)
+        except Exception as error:  # a picture must never end hours of training
+            self._active = False
+            runner.logger.warning(f'ClusterMapHook: no cluster maps this time, drawing failed '
+                                  f'with {type(error).__name__}: {error}')
+
+    def _draw(self, runner, data_batch) -> None:
         model = self._model(runner)
         preprocessor = model.data_preprocessor
         with torch.no_grad():
