@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from mmfec.utils.cli import UsageError, detect_scope
+from mmfec.utils.cli import UsageError, detect_scope, setup_cpu_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / 'tools'
@@ -184,6 +184,7 @@ def test_show_dir_uses_the_task_hook(tmp_path):
     assert det.load_from == str(ckpt)
     seg = test_tool.apply_args(_test_cfg(), args, 'mmseg')
     assert seg.visualizer.save_dir == 'vis'
+    assert seg.default_hooks.visualization.interval == 1
     cfg = _test_cfg()
     del cfg.default_hooks['visualization']
     with pytest.raises(UsageError, match='SegVisualizationHook'):
@@ -207,6 +208,24 @@ def test_out_and_tta_per_task(tmp_path):
         det = test_tool.apply_args(
             _test_cfg(), _test_args('--tta', checkpoint=ckpt), 'mmdet')
     assert det.model.type == 'DetTTAModel' and det.model.module.type == 'M'
+
+
+def test_cpu_distributed_needs_gloo(monkeypatch):
+    """mmengine's pytorch launcher calls torch.cuda.set_device, which fails
+    without a GPU; the tools start gloo themselves, or explain the option."""
+    from mmengine.device import get_device
+    if get_device() != 'cpu':
+        pytest.skip('this machine has an accelerator')
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict())))
+    with pytest.raises(UsageError, match='env_cfg.dist_cfg.backend=gloo'):
+        setup_cpu_distributed(cfg)
+    import torch.distributed as dist
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)  # no group
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    setup_cpu_distributed(cfg)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel', device_ids=None)
+    setup_cpu_distributed(Config(dict(launcher='none')))  # no-op
 
 
 def test_dist_scripts_usage():

@@ -85,6 +85,10 @@ def trigger_visualization_hook(cfg, args, scope):
             if cfg.get('visualizer') is None:
                 raise UsageError('--show-dir needs a visualizer in the config')
             cfg.visualizer['save_dir'] = args.show_dir
+    if scope == 'mmseg':
+        # SegVisualizationHook draws every 50th image by default; asked to
+        # show or save, draw them all (a config's own interval still wins)
+        hook.setdefault('interval', 1)
     return cfg
 
 
