@@ -4,7 +4,8 @@
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py arguments...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 # On CPU only (no NCCL), add: --cfg-options env_cfg.dist_cfg.backend=gloo
-# (mmengine then starts the process group with gloo; GPUS = processes).
+# (GPUS is then the number of processes; the tools start the gloo group
+# themselves, since mmengine's launcher calls torch.cuda.set_device).
 set -euo pipefail
 
 if [ "$#" -lt 3 ]; then
