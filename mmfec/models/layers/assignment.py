@@ -4,6 +4,18 @@ Shapes: ``B`` batch (times heads), ``C`` channels, ``M`` centers, ``N`` points.
 Everything is linear in ``N``: the only ``M x N`` object is a similarity chunk computed
 without autograd to take the arg-max, so a 1344x800 image never holds a full
 ``N x N/4`` matrix and no ``M x N x C`` tensor is ever built.
+
+Two layers of API:
+
+* plain differentiable pieces (:func:`nearest_centers`, :func:`average_members`,
+  :func:`gather_centers`, :func:`cosine_to_assigned`), used when a model is traced (FLOP
+  counting) and by tests;
+* fused autograd functions (:class:`ClusterEncodeFunction`, :class:`ClusterAverageFunction`)
+  that the layers use otherwise. They compute the same values with hand-written backward
+  passes, work on the whole map at once (fold regions are index ranges of a
+  :class:`~.regions.ClusterLayout`, never copies), and save only what the backward needs:
+  one ``[B, C, N]`` tensor per encoding (the normalised points) and nothing of that size
+  per pooling.
 """
 from typing import Callable, Optional
 
@@ -11,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Upper bound on the elements of one similarity chunk (B x M x points-per-chunk), ~32 MB.
-SIMILARITY_CHUNK_ELEMENTS = 1 << 23
+from .regions import ClusterLayout
+
+# Upper bound on the elements of one similarity chunk (B x points-per-chunk x M), 8 MiB.
+# Measured on this project's 2-core AMD EPYC (torch 2.13, MKL), pooling shapes (C 64-196,
+# M 3800): bmm + arg-max per chunk is fastest around 0.5-4 M elements; much smaller chunks
+# lose to per-call overhead, much larger ones to cache misses (docs/performance.md).
+SIMILARITY_CHUNK_ELEMENTS = 1 << 21
+
+EPS = 1e-12  # F.normalize's default
 
 
 @torch.no_grad()
@@ -25,7 +44,7 @@ def nearest_centers(points: Tensor,
     Args:
         points: ``[B, C, N]`` L2-normalised point features.
         centers: ``[B, C, M]`` L2-normalised center features.
-        score: optional map applied to the cosine chunk ``[B, M, n]`` before the arg-max
+        score: optional map applied to the cosine chunk ``[B, n, M]`` before the arg-max
             (the encoding layer ranks by ``sigmoid(beta + alpha * cos)``, as the paper does,
             which matters when ``alpha < 0`` or the sigmoid saturates into ties).
     Returns:
@@ -34,21 +53,87 @@ def nearest_centers(points: Tensor,
     batch, _, num_points = points.shape
     num_centers = centers.shape[2]
     step = max(1, chunk_elements // max(1, batch * num_centers))
-    centers_t = centers.transpose(1, 2)  # [B, M, C]
-    if step >= num_points:
-        cos = torch.bmm(centers_t, points)  # [B, M, N]
-        return (score(cos) if score else cos).max(dim=1).indices
     index = points.new_empty((batch, num_points), dtype=torch.long)
     for start in range(0, num_points, step):
-        cos = torch.bmm(centers_t, points[:, :, start:start + step])  # [B, M, n]
-        index[:, start:start + step] = (score(cos) if score else cos).max(dim=1).indices
+        # [B, n, M]: the arg-max runs over the contiguous last dim (about 2x faster than
+        # reducing dim 1 of a [B, M, n] chunk).
+        cos = torch.bmm(points[:, :, start:start + step].transpose(1, 2), centers)
+        index[:, start:start + step] = (score(cos) if score else cos).argmax(dim=2)
     return index
 
 
+@torch.no_grad()
+def region_nearest_centers(points: Tensor,
+                           centers: Tensor,
+                           layout: ClusterLayout,
+                           score: Optional[Callable[[Tensor], Tensor]] = None,
+                           chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS) -> Tensor:
+    """Best center of every point among its own fold region's centers.
+
+    Args:
+        points: ``[B, C, H, W]`` point features (normalised, unless only the arg-max of
+            the cosine is needed: a positive scale per point does not change it).
+        centers: ``[B, C, *layout.center_size]`` L2-normalised center features.
+        score: as in :func:`nearest_centers`; may work in place on its argument.
+    Returns:
+        ``[B, H * W]`` int64 ids on the whole center grid (row-major).
+    """
+    batch, channels, height, width = points.shape
+    grid_w = layout.center_size[1]
+    index = points.new_empty((batch, height, width), dtype=torch.long)
+    for (r0, r1), (c0, c1), (q0, q1), (p0, p1) in layout.regions:
+        region_centers = centers[:, :, q0:q1, p0:p1].reshape(batch, channels, -1)
+        local = torch.arange(region_centers.shape[2], device=points.device)
+        to_global = (q0 + local // (p1 - p0)) * grid_w + p0 + local % (p1 - p0)
+        rows = max(1, chunk_elements // max(1, batch * region_centers.shape[2] * (c1 - c0)))
+        for s0 in range(r0, r1, rows):
+            s1 = min(r1, s0 + rows)
+            chunk = points[:, :, s0:s1, c0:c1].reshape(batch, channels, -1)
+            cos = torch.bmm(chunk.transpose(1, 2), region_centers)  # [B, n, m]
+            best = (score(cos) if score else cos).argmax(dim=2)
+            index[:, s0:s1, c0:c1] = to_global[best].view(batch, s1 - s0, c1 - c0)
+    return index.view(batch, height * width)
+
+
+# ----------------------------------------------------------------- center pooling
+def pool_centers(x: Tensor, layout: ClusterLayout) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, C, *center_size]``: each center the mean of its bin."""
+    if layout.is_stride2:
+        return F.avg_pool2d(x, 2)
+    if layout.is_adaptive:
+        return F.adaptive_avg_pool2d(x, layout.center_size)
+    mat_h, mat_w = layout.averaging_matrices(x.device, x.dtype)
+    batch, channels, height, width = x.shape
+    y = torch.mm(x.reshape(-1, width), mat_w.t()).view(batch, channels, height, -1)
+    return torch.matmul(mat_h, y)
+
+
+def pool_centers_backward_(grad_x: Tensor, grad_centers: Tensor, layout: ClusterLayout):
+    """Add the gradient of :func:`pool_centers` w.r.t. its input to ``grad_x`` in place."""
+    batch, channels, height, width = grad_x.shape
+    rows, cols = layout.center_size
+    if layout.is_stride2:
+        grad_x.view(batch, channels, rows, 2, cols, 2).add_(
+            grad_centers.reshape(batch, channels, rows, 1, cols, 1), alpha=0.25)
+        return grad_x
+    mat_h, mat_w = layout.averaging_matrices(grad_x.device, grad_x.dtype)
+    spread_h = torch.matmul(mat_h.t(), grad_centers.reshape(batch, channels, rows, cols))
+    grad_x.view(-1, width).addmm_(spread_h.reshape(-1, cols), mat_w)
+    return grad_x
+
+
+# ----------------------------------------------------------------- plain pieces
 def gather_centers(center_feats: Tensor, index: Tensor) -> Tensor:
     """Each point's center feature: ``[B, C, M]`` x ``[B, N]`` -> ``[B, C, N]``."""
     channels = center_feats.shape[1]
     return center_feats.gather(2, index.unsqueeze(1).expand(-1, channels, -1))
+
+
+def count_members(index: Tensor, num_centers: int, dtype) -> Tensor:
+    """``[B, N]`` assignment -> ``[B, M]`` number of members of each center."""
+    counts = torch.zeros((index.shape[0], num_centers), dtype=dtype, device=index.device)
+    return counts.scatter_add_(1, index, torch.ones((1, 1), dtype=dtype,
+                                                    device=index.device).expand_as(index))
 
 
 def average_members(values: Tensor, center_values: Tensor, index: Tensor) -> Tensor:
@@ -64,8 +149,7 @@ def average_members(values: Tensor, center_values: Tensor, index: Tensor) -> Ten
     batch, channels, num_centers = center_values.shape
     member_sum = values.new_zeros((batch, channels, num_centers)).scatter_add(
         2, index.unsqueeze(1).expand(-1, channels, -1), values)
-    members = torch.zeros((batch, num_centers), dtype=values.dtype, device=values.device)
-    members.scatter_add_(1, index, torch.ones_like(index, dtype=values.dtype))
+    members = count_members(index, num_centers, values.dtype)
     return (member_sum + center_values) / (members.unsqueeze(1) + 1.0)
 
 
@@ -81,3 +165,131 @@ def cosine_to_assigned(points: Tensor, centers: Tensor, index: Tensor) -> Tensor
 def normalize(x: Tensor) -> Tensor:
     """L2 normalisation over channels (dim 1), as the paper's ``pairwise_cos_sim``."""
     return F.normalize(x, dim=1)
+
+
+# ----------------------------------------------------------------- fused functions
+def _normalized(x: Tensor):
+    """``x / max(|x|, eps)`` over dim 1, and the clamped norm ``[B, 1, ...]``.
+
+    ``(x * x).sum(1)`` rather than ``linalg.vector_norm(dim=1)``: the latter reduces the
+    strided channel dim several times slower on CPU."""
+    norm = (x * x).sum(dim=1, keepdim=True).sqrt_().clamp_min_(EPS)
+    return x / norm, norm
+
+
+def _normalize_backward(grad: Tensor, unit: Tensor, norm: Tensor, dot: Tensor) -> Tensor:
+    """Gradient through ``x / max(|x|, eps)`` given ``dot = <unit, grad>`` (in place on
+    ``grad``); where the norm was clamped the map is linear, ``grad / eps``."""
+    dot = dot * (norm > EPS)
+    return grad.addcmul_(unit, dot, value=-1).div_(norm)
+
+
+def _members(values: Tensor, index: Tensor, expanded: Tensor, center_values: Tensor):
+    """``(sum of members + center value) / (members + 1)`` and ``members + 1``."""
+    batch, channels, num_centers = center_values.shape
+    counts = count_members(index, num_centers, values.dtype).add_(1.0).unsqueeze(1)
+    summed = values.new_zeros((batch, channels, num_centers)).scatter_add_(2, expanded, values)
+    return summed.add_(center_values).div_(counts), counts
+
+
+class ClusterEncodeFunction(torch.autograd.Function):
+    """The clustering encoding of one head group over a whole map, all fold regions at
+    once: ``(feats, values) [B, c, H, W] -> out [B, c, H, W]`` plus the assignment
+    ``[B, H*W]`` and the similarity ``[B, H*W]`` of every point to its center.
+
+    ``out[:, n] = s_n * (v_m + sum_{k in m} v_k) / (|m| + 1)`` with ``m`` the center of point
+    ``n`` (arg-max of ``s = sigmoid(beta + alpha * cos)`` within its region) and the
+    centers' features/values the layout's average pools. Only the normalised points are
+    saved for the backward (``[B, c, N]``); everything else saved is ``[B, N]`` or
+    ``[B, c, M]``.
+    """
+
+    @staticmethod
+    def forward(ctx, feats, values, alpha, beta, layout, chunk_elements):
+        batch, channels, height, width = feats.shape
+        num_points, num_centers = height * width, layout.num_centers
+        points, point_norm = _normalized(feats.reshape(batch, channels, num_points))
+        centers, center_norm = _normalized(pool_centers(feats, layout))
+
+        def score(cos):
+            return cos.mul_(alpha).add_(beta).sigmoid_()
+
+        index = region_nearest_centers(points.view(batch, channels, height, width), centers,
+                                       layout, score, chunk_elements)
+        centers = centers.reshape(batch, channels, num_centers)
+        expanded = index.unsqueeze(1).expand(-1, channels, -1)
+        buffer = torch.gather(centers, 2, expanded)
+        cos = buffer.mul_(points).sum(dim=1)  # [B, N]
+        sim = torch.sigmoid(beta + alpha * cos)
+        new_values, counts = _members(values.reshape(batch, channels, num_points), index,
+                                      expanded, pool_centers(values, layout).flatten(2))
+        out = torch.gather(new_values, 2, expanded, out=buffer).mul_(sim.unsqueeze(1))
+        ctx.layout = layout
+        ctx.shape = (batch, channels, height, width)
+        ctx.save_for_backward(points, point_norm, index, cos, sim, centers,
+                              center_norm.flatten(2), new_values, counts, alpha)
+        ctx.mark_non_differentiable(index, sim)
+        return out.view(batch, channels, height, width), index, sim
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_index, _grad_sim):
+        (points, point_norm, index, cos, sim, centers, center_norm, new_values, counts,
+         alpha) = ctx.saved_tensors
+        batch, channels, height, width = ctx.shape
+        num_points = height * width
+        grad = grad_out.reshape(batch, channels, num_points)
+        expanded = index.unsqueeze(1).expand(-1, channels, -1)
+        buffer = torch.gather(new_values, 2, expanded)
+        grad_sim = buffer.mul_(grad).sum(dim=1)  # [B, N]
+        # values: out = gather(new_values) * sim
+        torch.mul(grad, sim.unsqueeze(1), out=buffer)
+        grad_summed = torch.zeros_like(new_values).scatter_add_(2, expanded, buffer).div_(counts)
+        grad_values = torch.gather(grad_summed, 2, expanded)
+        pool_centers_backward_(grad_values.view(ctx.shape),
+                               grad_summed.view(batch, channels, *ctx.layout.center_size),
+                               ctx.layout)
+        # similarity: sim = sigmoid(beta + alpha * cos)
+        grad_logit = grad_sim.mul_(sim).mul_(1.0 - sim)
+        grad_alpha = (grad_logit * cos).sum().reshape(alpha.shape)
+        grad_beta = grad_logit.sum().reshape(alpha.shape)
+        grad_cos = grad_logit.mul_(alpha)  # [B, N]
+        # centers: cos = <points_n, centers_m>, d centers_m = sum_{n in m} grad_cos_n points_n
+        torch.mul(points, grad_cos.unsqueeze(1), out=buffer)
+        grad_centers = torch.zeros_like(centers).scatter_add_(2, expanded, buffer)
+        grad_centers = _normalize_backward(
+            grad_centers, centers, center_norm, (centers * grad_centers).sum(1, keepdim=True))
+        # points: d points_n = grad_cos_n * centers_m, and <points_n, d points_n> = grad_cos_n cos_n
+        grad_feats = torch.gather(centers, 2, expanded, out=buffer).mul_(grad_cos.unsqueeze(1))
+        grad_feats = _normalize_backward(grad_feats, points, point_norm,
+                                         (grad_cos * cos).unsqueeze(1))
+        pool_centers_backward_(grad_feats.view(ctx.shape),
+                               grad_centers.view(batch, channels, *ctx.layout.center_size),
+                               ctx.layout)
+        return (grad_feats.view(ctx.shape), grad_values.view(ctx.shape), grad_alpha,
+                grad_beta, None, None)
+
+
+class ClusterAverageFunction(torch.autograd.Function):
+    """Center values of a clustering pooling, differentiable w.r.t. ``values`` only:
+    ``values [B, C, H, W]``, assignment ``[B, H*W]`` -> ``[B, C, *center_size]`` with
+    ``(center value + sum of members) / (members + 1)``. Saves the assignment and the
+    member counts, nothing of the map's size."""
+
+    @staticmethod
+    def forward(ctx, values, index, layout):
+        batch, channels, height, width = values.shape
+        expanded = index.unsqueeze(1).expand(-1, channels, -1)
+        new_values, counts = _members(values.reshape(batch, channels, -1), index, expanded,
+                                      pool_centers(values, layout).flatten(2))
+        ctx.layout, ctx.shape = layout, values.shape
+        ctx.save_for_backward(index, counts)
+        return new_values.view(batch, channels, *layout.center_size)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        index, counts = ctx.saved_tensors
+        batch, channels, height, width = ctx.shape
+        grad_summed = grad_out.reshape(batch, channels, -1) / counts
+        grad_values = torch.gather(grad_summed, 2, index.unsqueeze(1).expand(-1, channels, -1))
+        pool_centers_backward_(grad_values.view(ctx.shape), grad_summed, ctx.layout)
+        return grad_values.view(ctx.shape), None, None

@@ -6,10 +6,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .assignment import (average_members, cosine_to_assigned, gather_centers, nearest_centers,
-                         normalize)
+from . import assignment
+from .assignment import (ClusterEncodeFunction, average_members, cosine_to_assigned,
+                         gather_centers, nearest_centers, normalize)
+from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
-from .regions import grid_regions, split_span
+from .regions import encoding_layout, grid_regions, split_span
 
 
 class ClusterEncoding(nn.Module):
@@ -45,49 +47,50 @@ class ClusterEncoding(nn.Module):
         return torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
 
     def forward(self, x: Tensor) -> Tensor:
+        if use_plain_ops():  # FLOP counting: plain, traceable ops
+            return self.proj(self._forward_plain(x))
+        return conv1x1(self.cluster(x), self.proj.weight, self.proj.bias)
+
+    def cluster(self, x: Tensor) -> Tensor:
+        """Everything but the output projection: ``[B, dims, H, W]`` -> ``[B, heads*c, H, W]``
+        (the block fuses ``proj`` with its residual)."""
+        if use_plain_ops():
+            return self._forward_plain(x)
         batch, _, height, width = x.shape
         # [B, heads*c, H, W] -> [B*heads, c, H, W]; heads are the outer channel groups.
-        feats = self.f(x).reshape(batch * self.heads, self.head_dims, height, width)
-        values = self.v(x).reshape(batch * self.heads, self.head_dims, height, width)
-        regions = list(grid_regions(height, width, self.fold_size))
-        recording = is_recording(self)
-        if len(regions) == 1:
-            out, assign, sim = self._cluster(feats, values)
-        else:
-            out = values.new_empty(values.shape)
-            assign = sim = None
-            if recording:
-                assign = torch.empty((batch * self.heads, height, width), dtype=torch.long,
-                                     device=x.device)
-                sim = values.new_empty((batch * self.heads, height, width))
-            col_regions = len(split_span(width, self.fold_size[1]))
-            for r, ((r0, r1), (c0, c1)) in enumerate(regions):
-                region_out, region_assign, region_sim = self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1])
-                out[:, :, r0:r1, c0:c1] = region_out
-                if recording:
-                    assign[:, r0:r1, c0:c1] = self._to_global_center(
-                        region_assign, r // col_regions, r % col_regions, col_regions)
-                    sim[:, r0:r1, c0:c1] = region_sim
-        if recording:
-            rows = len(split_span(height, self.fold_size[0]))
-            cols = len(split_span(width, self.fold_size[1]))
+        feats = conv1x1(x, self.f.weight, self.f.bias).view(
+            batch * self.heads, self.head_dims, height, width)
+        values = conv1x1(x, self.v.weight, self.v.bias).view(
+            batch * self.heads, self.head_dims, height, width)
+        layout = encoding_layout(height, width, self.proposal_size, self.fold_size)
+        out, assign, sim = ClusterEncodeFunction.apply(
+            feats, values, self.sim_alpha, self.sim_beta, layout,
+            assignment.SIMILARITY_CHUNK_ELEMENTS)
+        if is_recording(self):
             emit(self, dict(
                 kind='encoding',
                 assignment=assign.reshape(batch, self.heads, height, width),
                 similarity=sim.reshape(batch, self.heads, height, width).detach(),
-                center_grid=(rows * self.proposal_size[0], cols * self.proposal_size[1]),
-                regions=(rows, cols)))
-        out = out.reshape(batch, self.heads * self.head_dims, height, width)
-        return self.proj(out)
+                center_grid=layout.center_size,
+                regions=(len(split_span(height, self.fold_size[0])),
+                         len(split_span(width, self.fold_size[1])))))
+        return out.view(batch, self.heads * self.head_dims, height, width)
 
-    def _to_global_center(self, local: Tensor, region_row: int, region_col: int,
-                          col_regions: int) -> Tensor:
-        """Local center id in a region -> id on the layer's whole center grid."""
-        ph, pw = self.proposal_size
-        row = region_row * ph + local // pw
-        col = region_col * pw + local % pw
-        return row * (col_regions * pw) + col
+    def _forward_plain(self, x: Tensor) -> Tensor:
+        """The same clustering with plain differentiable ops, region by region (used when
+        tracing, e.g. for FLOP counting); returns the output before ``proj``."""
+        batch, _, height, width = x.shape
+        feats = self.f(x).reshape(batch * self.heads, self.head_dims, height, width)
+        values = self.v(x).reshape(batch * self.heads, self.head_dims, height, width)
+        regions = list(grid_regions(height, width, self.fold_size))
+        if len(regions) == 1:
+            out = self._cluster(feats, values)[0]
+        else:
+            out = values.new_empty(values.shape)
+            for (r0, r1), (c0, c1) in regions:
+                out[:, :, r0:r1, c0:c1] = self._cluster(
+                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1])[0]
+        return out.reshape(batch, self.heads * self.head_dims, height, width)
 
     def _cluster(self, feats: Tensor, values: Tensor):
         """One region: ``feats``/``values`` ``[B, c, h, w]`` -> ``[B, c, h, w]``."""

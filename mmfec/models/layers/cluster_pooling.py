@@ -6,9 +6,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .assignment import average_members, cosine_to_assigned, nearest_centers, normalize
+from . import assignment
+from .assignment import (ClusterAverageFunction, average_members, cosine_to_assigned,
+                         nearest_centers, normalize, pool_centers, region_nearest_centers)
+from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
-from .regions import pooling_regions
+from .regions import pooling_layout, pooling_regions
 
 
 class ClusterPooling(nn.Module):
@@ -34,49 +37,50 @@ class ClusterPooling(nn.Module):
         self.norm2 = nn.GroupNorm(1, out_dims)
 
     def forward(self, x: Tensor) -> Tensor:
+        if use_plain_ops():  # FLOP counting: plain, traceable ops
+            return self._forward_plain(x)
         skip = self.conv_skip(x)  # [B, C', ceil(H/2), ceil(W/2)]
-        feats, values = self.conv_f(x), self.conv_v(x)  # [B, C', H, W]
-        batch, channels, height, width = values.shape
-        regions = list(pooling_regions(height, width, self.fold_size))
-        recording = is_recording(self)
-        assign = sim = None
-        if recording:
-            assign = torch.empty((batch, height, width), dtype=torch.long, device=x.device)
-            sim = values.new_empty((batch, height, width))
+        batch, _, height, width = x.shape
+        layout = pooling_layout(height, width, self.fold_size)
+        with torch.no_grad():  # the assignment gets no gradient (the paper's one-hot mask)
+            feats = conv1x1(x, self.conv_f.weight, self.conv_f.bias)
+            centers = normalize(pool_centers(feats, layout))
+            # arg-max of the cosine: the points' own norms do not change it
+            index = region_nearest_centers(feats, centers, layout,
+                                           chunk_elements=assignment.SIMILARITY_CHUNK_ELEMENTS)
+        values = conv1x1(x, self.conv_v.weight, self.conv_v.bias)
+        pooled = ClusterAverageFunction.apply(values, index, layout)
+        if is_recording(self):
+            with torch.no_grad():
+                sim = cosine_to_assigned(normalize(feats.flatten(2)), centers.flatten(2), index)
+            emit(self, dict(kind='pooling', assignment=index.view(batch, height, width),
+                            similarity=sim.view(batch, height, width),
+                            center_grid=layout.center_size,
+                            regions=(len({r[2] for r in layout.regions}),
+                                     len({r[3] for r in layout.regions}))))
+        return skip + self.norm2(pooled)
+
+    def _forward_plain(self, x: Tensor) -> Tensor:
+        """The same pooling with plain differentiable ops, region by region (tracing)."""
+        skip = self.conv_skip(x)
+        feats, values = self.conv_f(x), self.conv_v(x)
+        regions = list(pooling_regions(*values.shape[-2:], self.fold_size))
         if len(regions) == 1:
-            pooled = self._cluster(feats, values, skip.shape[-2:], assign, sim)
+            pooled = self._cluster(feats, values, skip.shape[-2:])
         else:
             pooled = values.new_empty(skip.shape)
-            out_w = skip.shape[-1]
             for (r0, r1), (c0, c1), (o0, o1), (p0, p1) in regions:
-                region_assign = region_sim = None
-                if recording:
-                    region_assign = assign[:, r0:r1, c0:c1]
-                    region_sim = sim[:, r0:r1, c0:c1]
                 pooled[:, :, o0:o1, p0:p1] = self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], (o1 - o0, p1 - p0),
-                    region_assign, region_sim)
-                if recording:  # local grid id -> id on the whole output grid
-                    local_w = p1 - p0
-                    region_assign.copy_((o0 + region_assign // local_w) * out_w
-                                        + p0 + region_assign % local_w)
-        if recording:
-            emit(self, dict(kind='pooling', assignment=assign, similarity=sim,
-                            center_grid=tuple(skip.shape[-2:]),
-                            regions=(len({r[2] for r in regions}), len({r[3] for r in regions}))))
+                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], (o1 - o0, p1 - p0))
         return skip + self.norm2(pooled)
 
     @staticmethod
-    def _cluster(feats: Tensor, values: Tensor, out_size, assign_out=None, sim_out=None) -> Tensor:
+    def _cluster(feats: Tensor, values: Tensor, out_size) -> Tensor:
         """One region: ``[B, C, h, w]`` -> center values ``[B, C, *out_size]``."""
-        batch, channels, height, width = values.shape
+        batch, channels = values.shape[:2]
         points = normalize(feats.flatten(2))  # [B, C, N]
         centers = normalize(F.adaptive_avg_pool2d(feats, out_size).flatten(2))  # [B, C, M]
         center_values = F.adaptive_avg_pool2d(values, out_size).flatten(2)  # [B, C, M]
         index = nearest_centers(points, centers)  # [B, N]
-        if assign_out is not None:
-            assign_out.copy_(index.reshape(batch, height, width))
-            with torch.no_grad():
-                sim_out.copy_(cosine_to_assigned(points, centers, index).reshape(batch, height, width))
         new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
         return new_values.reshape(batch, channels, *out_size)

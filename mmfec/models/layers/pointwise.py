@@ -1,0 +1,130 @@
+"""Per-pixel linear maps on ``[B, C, H, W]`` maps as plain GEMMs.
+
+A 1x1 convolution or a ``Linear`` over channels is ``W @ x`` on the ``[C, H*W]`` view of
+each image. Doing it as one ``addmm``/``baddbmm`` avoids mkldnn's layout reorders (1x1
+convs) and the permute copies a channels-last ``Linear`` needs, and it lets a residual
+``x + scale * (W z + b)`` be a single GEMM that accumulates into ``x``. Weights may be
+``[O, C]`` (Linear) or ``[O, C, 1, 1]`` (Conv2d); parameter names and shapes stay those
+of the modules that own them.
+"""
+import contextlib
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``W @ x + b`` per pixel: ``[B, C, H, W]`` -> ``[B, O, H, W]``."""
+    batch, channels, height, width = x.shape
+    weight = weight.reshape(weight.shape[0], channels)
+    if batch == 1:  # a view, not x[0]: select's backward would zero-fill a full-size grad
+        points = x.reshape(channels, height * width)
+        out = (torch.mm(weight, points) if bias is None
+               else torch.addmm(bias.unsqueeze(1), weight, points))
+    else:
+        points = x.reshape(batch, channels, height * width)
+        out = (torch.matmul(weight, points) if bias is None
+               else torch.baddbmm(bias.view(1, -1, 1), weight.expand(batch, -1, -1), points))
+    return out.view(batch, -1, height, width)
+
+
+def _accumulate(x: Tensor, weight: Tensor, z: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``x + W @ z + b`` on ``[B, C, N]`` / ``[B, K, N]`` as one GEMM into a copy of ``x``."""
+    batch, channels, points = x.shape
+    if batch == 1:
+        out = torch.addmm(x.reshape(channels, points), weight, z.reshape(z.shape[1], points))
+        out = out.view(1, channels, points)
+    else:
+        out = torch.baddbmm(x, weight.expand(batch, -1, -1), z)
+    if bias is not None:
+        out.add_(bias.view(1, -1, 1))
+    return out
+
+
+def residual_conv1x1(x: Tensor, z: Tensor, weight: Tensor, bias: Optional[Tensor],
+                     scale: Tensor) -> Tensor:
+    """``x + scale * (W @ z + b)`` per pixel, as one GEMM accumulating into (a copy of) ``x``.
+
+    ``scale`` is the per-channel layer scale; it is folded into the (small) weight and bias,
+    which is the same function with the same gradients.
+    """
+    batch, channels, height, width = x.shape
+    weight = weight.reshape(weight.shape[0], -1) * scale.unsqueeze(1)
+    out = _accumulate(x.reshape(batch, channels, -1), weight,
+                      z.reshape(batch, z.shape[1], -1), None if bias is None else bias * scale)
+    return out.view(batch, channels, height, width)
+
+
+class _GeluResidual(torch.autograd.Function):
+    """``x + W @ gelu(h) + b`` saving only ``h``: ``gelu(h)`` (the MLP's widest tensor) is
+    recomputed in the backward instead of being kept alive."""
+
+    @staticmethod
+    def forward(ctx, x, h, weight, bias, approximate):
+        ctx.approximate = approximate
+        ctx.save_for_backward(h, weight)
+        return _accumulate(x, weight, F.gelu(h, approximate=approximate), bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        batch = grad_out.shape[0]
+        grad_weight = grad_bias = grad_h = None
+        if ctx.needs_input_grad[2]:
+            act = F.gelu(h, approximate=ctx.approximate)
+            if batch == 1:
+                grad_weight = torch.mm(grad_out[0], act[0].t())
+            else:
+                grad_weight = torch.bmm(grad_out, act.transpose(1, 2)).sum(0)
+        if ctx.needs_input_grad[3]:
+            grad_bias = grad_out.sum(dim=(0, 2))
+        if ctx.needs_input_grad[1]:
+            if batch == 1:  # mm straight into [K, N]; matmul would transpose and copy
+                grad_act = torch.mm(weight.t(), grad_out[0]).unsqueeze(0)
+            else:
+                grad_act = torch.bmm(weight.t().expand(batch, -1, -1), grad_out)
+            grad_h = torch.ops.aten.gelu_backward(grad_act, h, approximate=ctx.approximate)
+        return grad_out, grad_h, grad_weight, grad_bias, None
+
+
+def residual_gelu_conv1x1(x: Tensor, h: Tensor, weight: Tensor, bias: Optional[Tensor],
+                          scale: Tensor, approximate: str = 'none') -> Tensor:
+    """``x + scale * (W @ gelu(h) + b)`` per pixel (an MLP's second layer with its
+    activation, layer scale and residual); keeps only ``h`` for the backward."""
+    batch, channels, height, width = x.shape
+    weight = weight.reshape(weight.shape[0], -1) * scale.unsqueeze(1)
+    out = _GeluResidual.apply(x.reshape(batch, channels, -1), h.reshape(batch, h.shape[1], -1),
+                              weight, None if bias is None else bias * scale, approximate)
+    return out.view(batch, channels, height, width)
+
+
+def is_observed(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs forward hooks (then a fused path that skips the
+    module's own ``forward`` would hide its inputs/outputs from them)."""
+    from torch.nn.modules import module as module_mod
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks)
+
+
+_PLAIN = [False]
+
+
+@contextlib.contextmanager
+def plain_ops(enabled: bool = True):
+    """Within the block, FEC layers run their plain module-by-module path (region loops,
+    ``nn.Linear``/``nn.Conv2d`` calls, autograd through ``gather``/``scatter_add``) instead
+    of the fused one; the same path tracing uses. For comparisons and tests."""
+    previous, _PLAIN[0] = _PLAIN[0], enabled
+    try:
+        yield
+    finally:
+        _PLAIN[0] = previous
+
+
+def use_plain_ops() -> bool:
+    """True while tracing (FLOP counting) or inside :func:`plain_ops`."""
+    return _PLAIN[0] or torch.jit.is_tracing()
