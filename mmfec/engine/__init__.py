@@ -1,4 +1,4 @@
 """Training-time additions for mmengine Runners (hooks). Importing this registers them."""
-from .hooks import ClusterMapHook
+from .hooks import ClusterMapHook, RNGStateHook
 
-__all__ = ['ClusterMapHook']
+__all__ = ['ClusterMapHook', 'RNGStateHook']

@@ -1,4 +1,5 @@
 """mmengine hooks of mmfec; importing registers them in mmengine's, mmdet's and mmseg's HOOKS."""
 from .cluster_map_hook import ClusterMapHook
+from .rng_state_hook import RNGStateHook
 
-__all__ = ['ClusterMapHook']
+__all__ = ['ClusterMapHook', 'RNGStateHook']
