@@ -122,3 +122,11 @@ def test_too_small_input_says_the_minimum():
 def test_bad_arguments_fail_at_build_time_naming_the_argument(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         FEC(**kwargs)
+
+
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_search():
+    model = FEC('small', proposal_sizes=3).train()
+    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    assert not model.network[1].conv_f.weight.requires_grad  # feeds only the arg-max

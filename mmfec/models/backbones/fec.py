@@ -114,6 +114,11 @@ class FEC(BaseModule):
                 block_id += 1
             network.append(nn.Sequential(*blocks))
         self.network = nn.ModuleList(network)
+        # A pooling's similarity conv only feeds the hard arg-max, so it never gets a
+        # gradient (as in the paper). Marking it fixed keeps DDP from failing on an unused
+        # parameter, with no other change to training (AdamW skips grad-less params anyway).
+        for i in range(1, NUM_STAGES):
+            self.network[2 * i - 1].conv_f.requires_grad_(False)
         for i in self.out_indices:
             self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
         self._freeze_stages()
