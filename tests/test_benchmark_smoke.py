@@ -1,0 +1,133 @@
+"""tools/benchmark.py and tools/get_flops.py run end to end (tiny inputs; no timing is
+asserted), and the fused FEC layers the benchmark measures equal the plain ones."""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BENCHMARK = osp.join(ROOT, 'tools', 'benchmark.py')
+GET_FLOPS = osp.join(ROOT, 'tools', 'get_flops.py')
+
+
+def _load_tool(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
+    out_json = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, BENCHMARK, '--smoke', '--scaling', '--json', str(out_json)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out_json.read_text())
+    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    models = bench.DEFAULT_MODELS + bench.DEFAULT_BASELINES
+    expected = {(m, mode) for m in models for mode in ('infer', 'train')}
+    rows = {(r['model'], r['mode']) for r in payload['results'] if r['size'] == [64, 64]}
+    assert rows == expected
+    for r in payload['results']:
+        assert r['status'] == 'ok', r
+        assert r['time_ms'] > 0 and len(r['times_ms']) == 1
+        assert r['peak_mib'] is None or r['peak_mib'] >= 0
+    scaled = [r for r in payload['results'] if r['size'] == [128, 128]]
+    assert {r['model'] for r in scaled} == {'fec-s', 'dense-s', 'r50'}
+    assert payload['machine']['torch'] == torch.__version__
+    # the final table has one line per result, plus the targets
+    table = proc.stdout[proc.stdout.index('| model | setting'):]
+    for r in payload['results']:
+        size = 'x'.join(map(str, r['size']))
+        assert any(line.startswith(f"| {r['model']} |") and f'| {size} |' in line
+                   and f"| {r['mode']} |" in line for line in table.splitlines()), r
+    fec = next(r for r in payload['results']
+               if r['model'] == 'fec-s' and r['mode'] == 'train' and r['size'] == [64, 64])
+    assert 'time_vs_dense' in fec and 'time_vs_r50' in fec
+    assert {t['target'].split(' (')[0] for t in payload['targets']} >= {
+        'train time FEC-S / dense', 'train time FEC-S / ResNet-50'}
+    assert '| target | value | limit | holds |' in proc.stdout
+
+
+def test_benchmark_rejects_unknown_models():
+    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--models', 'fec-x'])
+    assert bench.parse_model('fec-l-plain') == dict(kind='fec', arch='large', variant='plain')
+
+
+def test_dense_estimate_grows_quadratically():
+    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    small = bench.dense_lower_bound_bytes('small', (800, 1216), 1, True, 'auto')
+    large = bench.dense_lower_bound_bytes('small', (1600, 2432), 1, True, 'auto')
+    assert 2 * 2**30 < small < 6 * 2**30  # measured: ~3.7 GiB allocated at peak
+    assert large > 10 * small
+
+
+def test_get_flops_backbone_config(capsys):
+    tool = _load_tool(GET_FLOPS, 'mmfec_tool_get_flops')
+    assert tool.main([osp.join(ROOT, 'configs', 'fec_small_backbone.py'),
+                      '--shape', '64', '64', '--by-module']) == 0
+    out = capsys.readouterr().out
+    assert 'input shape: 1x3x64x64' in out
+    params = float(out.split('params: ')[1].split(' M')[0])
+    assert params == pytest.approx(5.41, abs=0.01)
+    flops = float(out.split('FLOPs: ')[1].split(' G')[0])
+    assert 0.05 < flops < 0.2  # ~1.37 G at 224x224, ~ (64/224)^2 of it here
+    assert 'bmm' in out and 'scatter_add' in out
+
+
+def test_flop_count_includes_the_clustering_matmuls():
+    flops = _load_tool(osp.join(ROOT, 'mmfec', 'utils', 'flops.py'), 'mmfec_utils_flops')
+    from mmfec.models import FEC
+    model = FEC(dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32),
+                     mlp_ratios=(2, 2, 2, 2), heads=(1, 2, 2, 2), head_dims=4),
+                proposal_sizes=2)
+    result = flops.count_flops(model, torch.randn(1, 3, 64, 64))
+    ops = result['by_operator']
+    # pooling 0 -> 1: 16x16 points against 8x8 centers with 16 channels
+    assert ops['bmm'] >= 16 * 16 * 8 * 8 * 16
+    assert result['flops'] == sum(ops.values())
+    assert result['params'] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('kwargs, size', [
+    (dict(proposal_sizes=7, fold_sizes=(2, 2, 1, 1)), (97, 131)),  # uneven folds, odd sizes
+    (dict(proposal_sizes=((3, 5), 4, 2, (1, 2)), fold_sizes=(3, 2, 2, 1)), (150, 70)),
+])
+def test_fused_layers_equal_the_plain_path_on_uneven_folds(kwargs, size):
+    """The dense oracle needs folds that divide the map; on other sizes the fused path
+    (averaging-matrix pooling, global center ids) is checked against the plain path."""
+    from mmfec.models import FEC
+    from mmfec.models.layers.pointwise import plain_ops
+    torch.manual_seed(0)
+    arch = dict(layers=(2, 1, 2, 1), embed_dims=(16, 24, 32, 40), mlp_ratios=(2, 2, 2, 2),
+                heads=(2, 2, 2, 2), head_dims=8)
+    model = FEC(arch, **kwargs).train()
+    for name, param in model.named_parameters():
+        if 'layer_scale' in name:
+            param.data.fill_(0.5)
+        elif name.endswith('sim_alpha'):
+            param.data.fill_(2.0)
+    img = torch.randn(2, 3, *size)
+    results = []
+    for plain in (False, True):
+        model.zero_grad()
+        with plain_ops(plain):
+            outs = model(img)
+        sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum()
+            for o in outs).backward()
+        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()
+                               if p.grad is not None}))
+    (fused, fused_grads), (plain, plain_grads) = results
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert fused_grads.keys() == plain_grads.keys()
+    for name in fused_grads:
+        torch.testing.assert_close(fused_grads[name], plain_grads[name], rtol=1e-3,
+                                   atol=1e-4, msg=name)
