@@ -38,6 +38,7 @@ param_scheduler = [
 
 # FEC's clustering poolings use their similarity convs (network.{1,3,5}.conv_f) only to
 # pick each point's center (a hard arg-max, as in the paper), so those weights get no
-# gradient, and DDP must be told to expect that.
+# gradient. PyTorch's DDP docs ask for find_unused_parameters=True in that case (else
+# a reduction error is possible; torch 2.13 on CPU/gloo trained fine without it).
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                          find_unused_parameters=True)
