@@ -35,10 +35,3 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 9, 11],
          gamma=0.2)
 ]
-
-# FEC's clustering poolings use their similarity convs (network.{1,3,5}.conv_f) only to
-# pick each point's center (a hard arg-max, as in the paper), so those weights get no
-# gradient. PyTorch's DDP docs ask for find_unused_parameters=True in that case (else
-# a reduction error is possible; torch 2.13 on CPU/gloo trained fine without it).
-model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
-                         find_unused_parameters=True)
