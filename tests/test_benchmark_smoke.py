@@ -131,3 +131,15 @@ def test_fused_layers_equal_the_plain_path_on_uneven_folds(kwargs, size):
     for name in fused_grads:
         torch.testing.assert_close(fused_grads[name], plain_grads[name], rtol=1e-3,
                                    atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize('shape', [(1, 70, 3800), (3, 40, 950), (2, 30, 256), (2, 9, 49)])
+def test_blockwise_argmax_is_argmax_with_ties(shape):
+    from mmfec.models.layers.assignment import first_argmax
+    torch.manual_seed(0)
+    scores = torch.randn(*shape)
+    assert torch.equal(first_argmax(scores), scores.argmax(dim=2))
+    ties = (scores * 3).round()  # many equal maxima, in and across blocks and the tail
+    assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
+    ties[..., -1] = 100.0  # maximum only in the trailing partial block
+    assert torch.equal(first_argmax(ties), ties.argmax(dim=2))

@@ -33,6 +33,33 @@ SIMILARITY_CHUNK_ELEMENTS = 1 << 21
 
 EPS = 1e-12  # F.normalize's default
 
+# Arg-max over many centers in blocks of this many (see first_argmax).
+ARGMAX_BLOCK = 64
+
+
+def first_argmax(scores: Tensor) -> Tensor:
+    """``scores.argmax(-1)`` for ``[B, n, M]`` (first index among equal maxima), faster for
+    large ``M``: ATen's CPU arg-max is a scalar loop, its ``amax`` is vectorised, so the
+    maximum of every block of ``ARGMAX_BLOCK`` centers is found with ``amax``, then the
+    arg-max runs over the block maxima and inside the winning block only (~2x faster for
+    the poolings' 950-3800 centers). Exactly ``argmax``: the first block holding the
+    maximum, the first position in it, and a trailing partial block wins only if larger.
+    """
+    batch, points, centers = scores.shape
+    blocks = centers // ARGMAX_BLOCK
+    if blocks < 4:
+        return scores.argmax(dim=2)
+    main = scores[..., :blocks * ARGMAX_BLOCK].view(batch, points, blocks, ARGMAX_BLOCK)
+    block_max = main.amax(dim=3)
+    best_block = block_max.argmax(dim=2, keepdim=True)  # [B, n, 1]
+    inside = torch.gather(main, 2, best_block.unsqueeze(3).expand(-1, -1, 1, ARGMAX_BLOCK))
+    best = inside.squeeze(2).argmax(dim=2) + best_block.squeeze(2) * ARGMAX_BLOCK
+    if blocks * ARGMAX_BLOCK < centers:
+        tail_max, tail_index = scores[..., blocks * ARGMAX_BLOCK:].max(dim=2)
+        larger = tail_max > block_max.gather(2, best_block).squeeze(2)
+        best = torch.where(larger, tail_index + blocks * ARGMAX_BLOCK, best)
+    return best
+
 
 @torch.no_grad()
 def nearest_centers(points: Tensor,
@@ -58,7 +85,7 @@ def nearest_centers(points: Tensor,
         # [B, n, M]: the arg-max runs over the contiguous last dim (about 2x faster than
         # reducing dim 1 of a [B, M, n] chunk).
         cos = torch.bmm(points[:, :, start:start + step].transpose(1, 2), centers)
-        index[:, start:start + step] = (score(cos) if score else cos).argmax(dim=2)
+        index[:, start:start + step] = first_argmax(score(cos) if score else cos)
     return index
 
 
@@ -90,7 +117,7 @@ def region_nearest_centers(points: Tensor,
             s1 = min(r1, s0 + rows)
             chunk = points[:, :, s0:s1, c0:c1].reshape(batch, channels, -1)
             cos = torch.bmm(chunk.transpose(1, 2), region_centers)  # [B, n, m]
-            best = (score(cos) if score else cos).argmax(dim=2)
+            best = first_argmax(score(cos) if score else cos)
             index[:, s0:s1, c0:c1] = to_global[best].view(batch, s1 - s0, c1 - c0)
     return index.view(batch, height * width)
 

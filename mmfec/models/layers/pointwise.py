@@ -74,20 +74,26 @@ class _GeluResidual(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         batch = grad_out.shape[0]
         grad_weight = grad_bias = grad_h = None
+        # One hidden-sized buffer serves as gelu(h), then d gelu(h), then d h: fresh large
+        # tensors cost page faults on CPU, often more than the arithmetic.
+        buffer = None
         if ctx.needs_input_grad[2]:
-            act = F.gelu(h, approximate=ctx.approximate)
+            buffer = F.gelu(h, approximate=ctx.approximate)
             if batch == 1:
-                grad_weight = torch.mm(grad_out[0], act[0].t())
+                grad_weight = torch.mm(grad_out[0], buffer[0].t())
             else:
-                grad_weight = torch.bmm(grad_out, act.transpose(1, 2)).sum(0)
+                grad_weight = torch.bmm(grad_out, buffer.transpose(1, 2)).sum(0)
         if ctx.needs_input_grad[3]:
             grad_bias = grad_out.sum(dim=(0, 2))
         if ctx.needs_input_grad[1]:
+            if buffer is None:
+                buffer = torch.empty_like(h)
             if batch == 1:  # mm straight into [K, N]; matmul would transpose and copy
-                grad_act = torch.mm(weight.t(), grad_out[0]).unsqueeze(0)
+                torch.mm(weight.t(), grad_out[0], out=buffer[0])
             else:
-                grad_act = torch.bmm(weight.t().expand(batch, -1, -1), grad_out)
-            grad_h = torch.ops.aten.gelu_backward(grad_act, h, approximate=ctx.approximate)
+                torch.bmm(weight.t().expand(batch, -1, -1), grad_out, out=buffer)
+            grad_h = torch.ops.aten.gelu_backward.grad_input(
+                buffer, h, approximate=ctx.approximate, grad_input=buffer)
         return grad_out, grad_h, grad_weight, grad_bias, None
 
 
