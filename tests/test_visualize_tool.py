@@ -113,6 +113,16 @@ def test_images_are_sized_and_normalised_as_the_config_says():
     assert normalization_from_config(detector).source == 'the config (model.data_preprocessor)'
 
 
+def test_out_file_for_one_image(tmp_path, capsys):
+    image = write_image(tmp_path / 'a.png', 36, 40)
+    code, _, err = run_tool(capsys, BACKBONE_CFG, image, '--out', tmp_path / 'x' / 'fig.png',
+                            '--native-size', '--layers', 'pool2')
+    assert code == 0, err
+    assert cv2.imread(str(tmp_path / 'x' / 'fig.png')).shape[:2] == figure_shape((36, 40), 2)
+    code, _, err = run_tool(capsys, BACKBONE_CFG, image, image, '--out', tmp_path / 'y.png')
+    assert_one_line_error(code, err, '--out FILE.png takes exactly one IMAGE')
+
+
 def test_list_layers(capsys):
     code, out, _ = run_tool(capsys, BACKBONE_CFG, '--list-layers')
     assert code == 0

@@ -3,6 +3,7 @@
 
     python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE... --out-dir DIR
                                        [--layers NAME...] [--head K] [--device cpu]
+    python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE --out FILE.png ...
 
 CONFIG is a detection or segmentation config with an FEC backbone, or a backbone-only
 config (``model = dict(type='FEC', ...)``, e.g. configs/fec_small_backbone.py).
@@ -32,8 +33,10 @@ def parse_args(argv=None):
     parser.add_argument('paths', nargs='*', metavar='[CHECKPOINT] IMAGE',
                         help='optional checkpoint (.pth/.pt/.ckpt/.bin/.tar or URL), '
                         'then one or more images')
-    parser.add_argument('--out-dir', help='folder for the PNGs (required unless '
-                        '--list-layers)')
+    parser.add_argument('--out-dir', help='folder for the PNGs, one <image name>.png per '
+                        'image (this or --out is required unless --list-layers)')
+    parser.add_argument('--out', metavar='FILE.png',
+                        help='with exactly one IMAGE: write its PNG to this path')
     parser.add_argument('--layers', nargs='+', default=['default'], metavar='NAME',
                         help="layers to draw: names such as stage1.block2 or pool3, module "
                         "paths, 'default' (last block of each stage and every pooling) or "
@@ -182,8 +185,16 @@ def main(argv=None):
             if not image_paths:
                 raise UsageError('no IMAGE given; pass one or more image files after the '
                                  'config (and the optional checkpoint)')
-            if not args.out_dir:
-                raise UsageError('--out-dir DIR is required: the folder for the PNGs')
+            if args.out and args.out_dir:
+                raise UsageError('give --out-dir DIR or --out FILE.png, not both')
+            if args.out and len(image_paths) != 1:
+                raise UsageError(f'--out FILE.png takes exactly one IMAGE, got '
+                                 f'{len(image_paths)}; use --out-dir DIR for several')
+            if args.out and not args.out.lower().endswith('.png'):
+                raise UsageError(f'--out {args.out}: the file name must end with .png')
+            if not args.out and not args.out_dir:
+                raise UsageError('--out-dir DIR is required: the folder for the PNGs '
+                                 '(or --out FILE.png for one image)')
             if not 0.0 <= args.alpha <= 1.0:
                 raise UsageError(f'--alpha {args.alpha}: must be between 0 and 1')
         images = read_images(image_paths) if not args.list_layers else []
@@ -233,9 +244,12 @@ def run(args, cfg, checkpoint, image_paths, images, device):
           + ('fed at their own size' if resize is None else f"resized as the config's test "
              f"Resize (scale={resize['scale']}, keep_ratio={resize['keep_ratio']})"))
     names = [info.name for info in chosen]
-    os.makedirs(args.out_dir, exist_ok=True)
-    for path, out_path, image in zip(image_paths, output_paths(image_paths, args.out_dir),
-                                     images):
+    if args.out:
+        out_paths = [args.out]
+    else:
+        os.makedirs(args.out_dir, exist_ok=True)
+        out_paths = output_paths(image_paths, args.out_dir)
+    for path, out_path, image in zip(image_paths, out_paths, images):
         size = resized_size(image.shape[:2], resize)
         inputs = to_input(image, norm, size).to(device)
         rgb = image[..., ::-1].copy()

@@ -197,7 +197,8 @@ def save_png(path: str, figure: np.ndarray) -> str:
     folder = osp.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    if not cv2.imwrite(path, cv2.cvtColor(figure, cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(path, cv2.cvtColor(figure, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_PNG_COMPRESSION, 6]):
         raise OSError(f'could not write {path}; check the folder is writable and the name '
                       'ends with .png')
     return path
