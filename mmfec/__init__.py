@@ -2,7 +2,7 @@
 
 ``import mmfec`` (or ``custom_imports=dict(imports=['mmfec'])`` in a config) registers the
 ``FEC`` backbone in mmdet's and mmseg's registries and routes every mmengine checkpoint
-load through a data-only loader.
+load through a data-only loader; it also registers mmfec's hooks.
 """
 from .version import __version__
 
@@ -16,5 +16,6 @@ else:
 
 from . import models  # noqa: E402,F401  (registers FEC)
 from .models import FEC, ClusterRecorder  # noqa: E402
+from . import engine  # noqa: E402,F401  (registers ClusterMapHook, RNGStateHook)
 
 __all__ = ['__version__', 'FEC', 'ClusterRecorder']
