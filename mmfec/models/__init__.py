@@ -1,7 +1,7 @@
 from .backbones import FEC
 from .cluster_recorder import ClusterRecorder
-from .registry import register_modules
+from ..registry import register_everywhere
 
-register_modules(FEC)
+register_everywhere('MODELS', FEC)
 
-__all__ = ['FEC', 'ClusterRecorder', 'register_modules']
+__all__ = ['FEC', 'ClusterRecorder']

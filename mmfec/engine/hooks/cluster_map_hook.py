@@ -9,8 +9,6 @@ Figures go to ``work_dir/cluster_maps/epoch_{k}/`` (or ``iter_{k}/`` for iterati
 training, ``val/`` for a stand-alone validation, ``test/`` for a test run) and to the visualizer's backends through
 ``add_image``, so TensorBoard shows them when its backend is on.
 """
-import importlib
-import importlib.util
 import os.path as osp
 from typing import Optional, Sequence, Union
 
@@ -18,7 +16,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS as ROOT_HOOKS
+from mmfec.registry import register_everywhere
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mmfec.visualization import (check_head, clustering_layers, draw_cluster_maps,
@@ -152,15 +150,4 @@ class ClusterMapHook(Hook):
         self._drawn += count
 
 
-def register_hook(hook=ClusterMapHook):
-    """Put ``hook`` into mmengine's HOOKS and into mmdet's / mmseg's if they are installed."""
-    registries = [ROOT_HOOKS]
-    for scope in ('mmdet', 'mmseg'):
-        if importlib.util.find_spec(scope) is not None:
-            registries.append(importlib.import_module(f'{scope}.registry').HOOKS)
-    for registry in registries:
-        registry.register_module(module=hook, force=True)
-    return registries
-
-
-register_hook()
+register_everywhere('HOOKS', ClusterMapHook)

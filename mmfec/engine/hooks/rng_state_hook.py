@@ -23,8 +23,6 @@ RNG stream (their RNG use is undone), so ``val_interval`` does not matter either
 The states are stored as ints, lists and tensors only, so the checkpoints still load
 through mmfec's data-only checkpoint loader.
 """
-import importlib
-import importlib.util
 import random
 from typing import List, Optional
 
@@ -33,7 +31,7 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS as ROOT_HOOKS
+from mmfec.registry import register_everywhere
 
 CHECKPOINT_KEY = 'rng_state'
 FORMAT_VERSION = 1
@@ -160,14 +158,4 @@ class RNGStateHook(Hook):
             restore_rng_state(state)
 
 
-def _register(hook=RNGStateHook):
-    """Into mmengine's HOOKS and into mmdet's / mmseg's, when installed."""
-    registries = [ROOT_HOOKS]
-    for scope in ('mmdet', 'mmseg'):
-        if importlib.util.find_spec(scope) is not None:
-            registries.append(importlib.import_module(f'{scope}.registry').HOOKS)
-    for registry in registries:
-        registry.register_module(module=hook, force=True)
-
-
-_register()
+register_everywhere('HOOKS', RNGStateHook)
