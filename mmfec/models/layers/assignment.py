@@ -320,3 +320,37 @@ class ClusterAverageFunction(torch.autograd.Function):
         grad_values = torch.gather(grad_summed, 2, index.unsqueeze(1).expand(-1, channels, -1))
         pool_centers_backward_(grad_values.view(ctx.shape), grad_summed, ctx.layout)
         return grad_values.view(ctx.shape), None, None
+
+
+# ----------------------------------------------------------------- entry points
+def _eager_only(fn):
+    """Keep ``fn`` out of ``torch.compile`` graphs (data-dependent loops, custom backward):
+    a compiled FEC compiles the dense parts around it and calls this eagerly."""
+    disable = getattr(getattr(torch, 'compiler', None), 'disable', None)
+    return disable(fn) if disable is not None else fn
+
+
+@_eager_only
+def cluster_encode(feats: Tensor, values: Tensor, alpha: Tensor, beta: Tensor,
+                   layout: ClusterLayout, chunk_elements: int = None):
+    """:class:`ClusterEncodeFunction` (out, assignment, similarity)."""
+    return ClusterEncodeFunction.apply(feats, values, alpha, beta, layout,
+                                       chunk_elements or SIMILARITY_CHUNK_ELEMENTS)
+
+
+@_eager_only
+def pooling_assignment(feats: Tensor, layout: ClusterLayout, chunk_elements: int = None):
+    """Normalised center features ``[B, C, *center_size]`` and every point's center
+    ``[B, H*W]`` for a clustering pooling (no gradient: the paper's one-hot mask)."""
+    with torch.no_grad():
+        centers = normalize(pool_centers(feats, layout))
+        # arg-max of the cosine: the points' own norms do not change it
+        index = region_nearest_centers(feats, centers, layout,
+                                       chunk_elements=chunk_elements or SIMILARITY_CHUNK_ELEMENTS)
+    return centers, index
+
+
+@_eager_only
+def cluster_average(values: Tensor, index: Tensor, layout: ClusterLayout) -> Tensor:
+    """:class:`ClusterAverageFunction`."""
+    return ClusterAverageFunction.apply(values, index, layout)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
-from .assignment import (ClusterEncodeFunction, average_members, cosine_to_assigned,
-                         gather_centers, nearest_centers, normalize)
+from .assignment import (average_members, cluster_encode, cosine_to_assigned, gather_centers,
+                         nearest_centers, normalize)
 from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
 from .regions import encoding_layout, grid_regions, split_span
@@ -63,9 +63,8 @@ class ClusterEncoding(nn.Module):
         values = conv1x1(x, self.v.weight, self.v.bias).view(
             batch * self.heads, self.head_dims, height, width)
         layout = encoding_layout(height, width, self.proposal_size, self.fold_size)
-        out, assign, sim = ClusterEncodeFunction.apply(
-            feats, values, self.sim_alpha, self.sim_beta, layout,
-            assignment.SIMILARITY_CHUNK_ELEMENTS)
+        out, assign, sim = cluster_encode(feats, values, self.sim_alpha, self.sim_beta, layout,
+                                          assignment.SIMILARITY_CHUNK_ELEMENTS)
         if is_recording(self):
             emit(self, dict(
                 kind='encoding',

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
-from .assignment import (ClusterAverageFunction, average_members, cosine_to_assigned,
-                         nearest_centers, normalize, pool_centers, region_nearest_centers)
+from .assignment import (average_members, cluster_average, cosine_to_assigned, nearest_centers,
+                         normalize, pooling_assignment)
 from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
 from .regions import pooling_layout, pooling_regions
@@ -44,12 +44,9 @@ class ClusterPooling(nn.Module):
         layout = pooling_layout(height, width, self.fold_size)
         with torch.no_grad():  # the assignment gets no gradient (the paper's one-hot mask)
             feats = conv1x1(x, self.conv_f.weight, self.conv_f.bias)
-            centers = normalize(pool_centers(feats, layout))
-            # arg-max of the cosine: the points' own norms do not change it
-            index = region_nearest_centers(feats, centers, layout,
-                                           chunk_elements=assignment.SIMILARITY_CHUNK_ELEMENTS)
+        centers, index = pooling_assignment(feats, layout, assignment.SIMILARITY_CHUNK_ELEMENTS)
         values = conv1x1(x, self.conv_v.weight, self.conv_v.bias)
-        pooled = ClusterAverageFunction.apply(values, index, layout)
+        pooled = cluster_average(values, index, layout)
         if is_recording(self):
             with torch.no_grad():
                 sim = cosine_to_assigned(normalize(feats.flatten(2)), centers.flatten(2), index)
