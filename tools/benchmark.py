@@ -37,6 +37,8 @@ SyncBN -> BN for a single process); their ResNet-50 counterparts from mmdet's
 Output: a table (markdown) with ratios against the dense implementation (same FEC arch)
 and ResNet-50 (the R50 backbone for backbone rows, the R50 detector/segmentor for those),
 the issue's targets, and ``--json FILE`` (or ``--json -`` for stdout) with every number.
+"busy" is how many cores other processes kept busy during the case (from ``/proc/stat``
+minus this run's own CPU time): timings are only comparable when it is near 0.
 """
 import argparse
 import copy
@@ -309,6 +311,24 @@ def traced_peak(step):
     with mode:
         step()
     return mode.peak - start
+
+
+def _busy_seconds():
+    """CPU seconds all cores spent busy since boot (``/proc/stat``), or None."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
+def _own_cpu_seconds():
+    """CPU seconds of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def memory_limit_bytes(args, device):
@@ -645,7 +665,7 @@ def evaluate_targets(results, smoke=False):
 
 
 COLUMNS = ['model', 'setting', 'input', 'batch', 'mode', 'time ms', 'min ms', 'cpu ms',
-           'peak MiB', 'RSS MiB', 'time/dense', 'mem/dense', 'time/R50', 'mem/R50']
+           'peak MiB', 'RSS MiB', 'time/dense', 'mem/dense', 'time/R50', 'mem/R50', 'busy']
 
 
 def _fmt(value, digits=2):
@@ -664,13 +684,14 @@ def table_row(r):
         if r.get('estimate_mib'):
             note = f"{r['status']}: needs >= {r['estimate_mib'] / 1024:.1f} GiB"
         cells = [r['model'], setting, 'x'.join(map(str, r['size'])), r['batch'], r['mode'],
-                 note] + ['-'] * 8
+                 note] + ['-'] * 9
     else:
         cells = [r['model'], setting, 'x'.join(map(str, r['size'])), r['batch'], r['mode'],
                  _fmt(r['time_ms'], 0), _fmt(r['min_ms'], 0), _fmt(r['cpu_ms'], 0),
                  _fmt(r.get('peak_mib'), 0), _fmt(r.get('peak_rss_mib'), 0),
                  _fmt(r.get('time_vs_dense')), _fmt(r.get('peak_vs_dense')),
-                 _fmt(r.get('time_vs_r50')), _fmt(r.get('peak_vs_r50'))]
+                 _fmt(r.get('time_vs_r50')), _fmt(r.get('peak_vs_r50')),
+                 _fmt(r.get('other_cores'), 1)]
     return '| ' + ' | '.join(str(c) for c in cells) + ' |'
 
 
@@ -718,6 +739,7 @@ def main(argv=None):
                 results.append(result)
                 print(table_row(result), file=log, flush=True)
                 continue
+        busy, own, wall = _busy_seconds(), _own_cpu_seconds(), time.time()
         if args.in_process:
             try:
                 result = run_case(spec)
@@ -727,16 +749,20 @@ def main(argv=None):
             result = run_isolated(spec, limit, args.timeout)
         result['load_before'] = round(load_before, 2)
         result['load_after'] = round(os.getloadavg()[0], 2)
+        if busy is not None:  # cores kept busy by other processes during the case
+            others = (_busy_seconds() - busy) - (_own_cpu_seconds() - own)
+            result['other_cores'] = round(max(0.0, others) / max(1e-6, time.time() - wall), 2)
         results.append(result)
         print(table_row(result), file=log, flush=True)
     compute_ratios(results)
     targets = evaluate_targets(results, args.smoke)
     print('', file=log)
     print_table(results, targets, out=log)
-    loads = [r.get('load_before') for r in results if r.get('load_before') is not None]
-    if loads:
-        print(f'\n1-min load average at case starts: min {min(loads):.2f}, max {max(loads):.2f} '
-              f'({machine["cores"]} cores)', file=log)
+    others = [r['other_cores'] for r in results if r.get('other_cores') is not None]
+    if others:
+        print(f'\ncores busy with other processes during the cases: mean '
+              f'{statistics.mean(others):.2f}, max {max(others):.2f} (of {machine["cores"]}); '
+              f'per case in the JSON (other_cores)', file=log)
     payload = dict(machine=machine, command='python tools/benchmark.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv), results=results, targets=targets)
     if args.json == '-':
