@@ -236,5 +236,6 @@ def test_dist_scripts_usage():
         assert result.returncode == 2
         assert 'usage:' in result.stderr
         text = (TOOLS / script).read_text()
-        assert 'torch.distributed.run' in text and '--launcher pytorch' in text
-        assert '.venv/bin/python' in text
+        assert 'torchrun.sh' in text and '--launcher pytorch' in text
+    launcher = (TOOLS / 'torchrun.sh').read_text()
+    assert 'torch.distributed.run' in launcher and '.venv/bin/python' in launcher

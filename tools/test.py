@@ -196,18 +196,12 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (build_runner, check_data, detect_scope,
-                                 init_scope, load_config,
+    from mmfec.utils.cli import (build_runner, check_data, load_task_config,
                                  setup_cpu_distributed, user_errors)
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():
-        cfg = load_config(args.config, args.cfg_options)
-        scope = detect_scope(cfg)
-        init_scope(cfg, scope)
-        if scope == 'mmdet':
-            from mmdet.utils import setup_cache_size_limit_of_dynamo
-            setup_cache_size_limit_of_dynamo()
+        cfg, scope = load_task_config(args.config, args.cfg_options)
         cfg = apply_args(cfg, args, scope)
         check_data(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg)

@@ -133,6 +133,20 @@ def init_scope(cfg, scope):
     cfg.default_scope = scope
 
 
+def load_task_config(path, cfg_options=None):
+    """Config plus its task scope ('mmdet'/'mmseg'), registries ready.
+
+    What train.py and test.py both do before their own overrides.
+    """
+    cfg = load_config(path, cfg_options)
+    scope = detect_scope(cfg)
+    init_scope(cfg, scope)
+    if scope == 'mmdet':  # as mmdet's tools: room for torch.compile variants
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+    return cfg, scope
+
+
 def check_data(cfg, keys):
     """Fail early, with mmfec's explanation, if the loaders' data is missing.
 
