@@ -239,3 +239,20 @@ def test_dist_scripts_usage():
         assert 'torchrun.sh' in text and '--launcher pytorch' in text
     launcher = (TOOLS / 'torchrun.sh').read_text()
     assert 'torch.distributed.run' in launcher and '.venv/bin/python' in launcher
+
+
+def test_finish_distributed_closes_the_process_group(tmp_path):
+    """The tools close their process group, so no rank exits with gloo's
+    threads still running while another rank saves a checkpoint."""
+    import torch.distributed as dist
+
+    from mmfec.utils.cli import finish_distributed
+    finish_distributed()  # no group: nothing to do
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/rendezvous',
+                            rank=0, world_size=1)
+    try:
+        finish_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -196,8 +196,9 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (build_runner, check_data, load_task_config,
-                                 setup_cpu_distributed, user_errors)
+    from mmfec.utils.cli import (build_runner, check_data, finish_distributed,
+                                 load_task_config, setup_cpu_distributed,
+                                 user_errors)
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():
@@ -209,6 +210,7 @@ def main(argv=None):
         if args.out is not None and args.out.endswith(PICKLE_SUFFIXES):
             add_dump_metric(runner, args.out, scope)
         runner.test()
+        finish_distributed()
 
 
 if __name__ == '__main__':

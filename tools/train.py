@@ -119,8 +119,9 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (build_runner, check_data, load_task_config,
-                                 setup_cpu_distributed, user_errors)
+    from mmfec.utils.cli import (build_runner, check_data, finish_distributed,
+                                 load_task_config, setup_cpu_distributed,
+                                 user_errors)
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():
@@ -130,6 +131,7 @@ def main(argv=None):
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg, scope)
         runner.train()
+        finish_distributed()
 
 
 if __name__ == '__main__':

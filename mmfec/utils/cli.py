@@ -223,3 +223,17 @@ def setup_cpu_distributed(cfg):
                    'MMDistributedDataParallel') == 'MMDistributedDataParallel':
         wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
+
+
+def finish_distributed():
+    """Wait for every rank, then close the process group before exiting.
+
+    Without it a rank with nothing left to do (rank 1 while rank 0 writes the
+    last checkpoint) exits with gloo's threads still running, which aborts it
+    ("terminate called without an active exception") and torchrun then kills
+    rank 0 in the middle of the save.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
