@@ -5,6 +5,10 @@
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 set -euo pipefail
 
+if [ "$#" -lt 2 ]; then
+    echo "usage: $0 GPUS SCRIPT [script arguments...]" >&2
+    exit 2
+fi
 GPUS=$1
 SCRIPT=$2
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
