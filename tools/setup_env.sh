@@ -54,6 +54,25 @@ step "$CURRENT"
     ftfy regex pycocotools pytest \
     || fail "check that PyPI is reachable; read pip's resolver message above"
 
+CURRENT="install the deployment extra (onnx, onnxruntime, onnxscript)"
+step "$CURRENT"
+"${PIP[@]}" "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2" \
+    || fail "check that PyPI is reachable; pip install onnx onnxruntime onnxscript"
+
+# The cluster explorer's browser test needs a headless Chromium (Debian's package). It is
+# installed where that is possible (root with apt-get); elsewhere the test says why it
+# is skipped. Not a failure of the set-up.
+CURRENT="install Chromium for the cluster explorer test (optional)"
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "$CURRENT"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+            >/dev/null 2>&1 || step "Chromium could not be installed; the browser test will be skipped"
+    else
+        step "no Chromium and no root apt-get: the cluster explorer's browser test will be skipped"
+    fi
+fi
+
 CURRENT="install mmfec in editable mode"
 step "$CURRENT"
 "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT" \
@@ -62,9 +81,10 @@ step "$CURRENT"
 CURRENT="check the stack imports"
 step "$CURRENT"
 "$VENV/bin/python" - <<'PY' || fail "a package imports wrongly; rerun after: rm -rf .venv"
-import torch, mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmfec
+import torch, mmengine, mmcv, mmcv.ops, mmdet, mmseg, onnxruntime, mmfec
 print(f"[mmfec setup] torch {torch.__version__}, mmengine {mmengine.__version__}, "
-      f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}")
+      f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, "
+      f"onnxruntime {onnxruntime.__version__}")
 PY
 echo "$WANT" > "$STAMP"
 step "done"
