@@ -2,7 +2,8 @@
 
 ``import mmfec`` (or ``custom_imports=dict(imports=['mmfec'])`` in a config) registers the
 ``FEC`` backbone in mmdet's and mmseg's registries and routes every mmengine checkpoint
-load through a data-only loader; it also registers mmfec's hooks.
+load through a data-only loader; it also registers mmfec's hooks, and lets any config
+inherit mmfec's configs as ``_base_ = 'mmfec::fec/<config>.py'``.
 """
 from .version import __version__
 
@@ -14,6 +15,8 @@ except ImportError as exc:  # pragma: no cover - only while the module is being 
 else:
     install_safe_checkpoint_loader()
 
+from .utils.package_configs import install_mmfec_config_prefix  # noqa: E402
+install_mmfec_config_prefix()  # `_base_ = 'mmfec::fec/<config>.py'` in any config
 from . import models  # noqa: E402,F401  (registers FEC)
 from .models import FEC, ClusterRecorder  # noqa: E402
 from . import engine  # noqa: E402,F401  (registers ClusterMapHook, RNGStateHook)

@@ -11,6 +11,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..layers import ClusterBlock, ClusterPooling, PositionalStem
+from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict,
+                                   fec_prefixes, not_fec_message, other_prefix_message)
 
 NUM_STAGES = 4
 
@@ -53,6 +55,9 @@ class FEC(BaseModule):
             clustering (1 = global); the pooling in front of stage i uses stage i's fold.
             Paper: (2, 2, 1, 1) for COCO, 1 elsewhere. Defaults to 1.
         out_indices (sequence[int]): stages to output (negative counts from the end).
+            Output only what the neck reads: an FPN with ``start_level=1`` (mmdet's
+            RetinaNet, FCOS, ATSS) skips stage 0, so use (1, 2, 3) with ``start_level=0``;
+            an output without gradient is reported once, at the first training step.
             Defaults to (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 also stages 0..k-1.
         drop_path_rate (float): stochastic depth, linearly increasing over blocks.
@@ -60,7 +65,9 @@ class FEC(BaseModule):
         with_cp (bool): activation checkpointing per block (less memory, more compute).
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH,
             prefix='backbone.')``; plain state dicts, ``{'state_dict': ...}`` and
-            ``{'model': ...}`` files all load.
+            ``{'model': ...}`` files all load. A checkpoint of another arch, another
+            ``in_channels`` or another task (wrong ``prefix``) fails, in any load, with a
+            :class:`CheckpointMismatchError` naming what the checkpoint holds.
     """
 
     arch_settings: Dict[str, dict] = {
@@ -95,6 +102,12 @@ class FEC(BaseModule):
                              f'0: stem, k: stem and stages 0..k-1), got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int (image channels, 3 for RGB), '
+                             f'got {in_channels!r}')
+        self.in_channels = in_channels
+        # Checked once, at the first training step: outputs the neck never reads.
+        self._check_unused_outputs = True
 
         layers, dims = self.arch['layers'], self.arch['embed_dims']
         self.embed_dims = tuple(dims)
@@ -199,19 +212,32 @@ class FEC(BaseModule):
         logger = MMLogger.get_current_instance()
         ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         state_dict = extract_state_dict(ckpt, checkpoint)
+        source = f'checkpoint {checkpoint}'
+        known = self.arch_settings
         if prefix:
-            state_dict = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                                     if k.startswith(prefix))
-            if not state_dict:
-                raise ValueError(f"checkpoint {checkpoint} has no keys starting with prefix "
-                                 f"'{prefix}'; drop `prefix` for an ImageNet/backbone-only file")
+            stripped = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
+                                   if k.startswith(prefix))
+            if not stripped:
+                prefixes = fec_prefixes(state_dict)
+                what = 'drop `prefix` for an ImageNet/backbone-only file'
+                if prefixes:
+                    fix = f"pass prefix='{prefixes[0]}'" if prefixes[0] else 'drop `prefix`'
+                    what = f'{other_prefix_message(prefixes, state_dict, known, "it")}; {fix}'
+                raise CheckpointMismatchError(
+                    f"checkpoint {checkpoint} has no keys starting with prefix '{prefix}': "
+                    f'{what}')
+            state_dict = stripped
         own = self.state_dict()
+        if not any(k in own for k in state_dict):
+            prefixes = fec_prefixes(state_dict)
+            if prefixes:
+                raise CheckpointMismatchError(
+                    f'{other_prefix_message(prefixes, state_dict, known, source)}; add '
+                    f"prefix='{prefixes[0]}' to the backbone's init_cfg")
+            raise CheckpointMismatchError(not_fec_message(state_dict, source))
+        check_fec_state_dict(self, state_dict, '', source)
         skipped = sorted(k for k in state_dict if k not in own)
         kept = OrderedDict((k, v) for k, v in state_dict.items() if k in own)
-        if not kept:
-            raise ValueError(f'checkpoint {checkpoint} holds no FEC backbone weights '
-                             f'(first keys: {list(state_dict)[:5]}); is it an FEC checkpoint, '
-                             f"and does it need prefix='backbone.'?")
         missing, _ = self.load_state_dict(kept, strict=False)
         if skipped:
             groups = sorted({k.split('.')[0] for k in skipped})
@@ -222,21 +248,71 @@ class FEC(BaseModule):
                            f'their init: {missing[:8]}{" ..." if len(missing) > 8 else ""}')
         self._is_init = True
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Every load (init_cfg, load_from, --resume, tools/test.py) passes here before
+        # PyTorch copies tensors: a checkpoint of another arch, in_channels or task fails
+        # with a few lines that say what it is, instead of one line per mismatched tensor.
+        check_fec_state_dict(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'FEC was built with in_channels={self.in_channels} and got an input of shape '
+                f'{tuple(x.shape)} (expected [batch, {self.in_channels}, height, width]); '
+                f'set the backbone\'s in_channels={x.shape[1] if x.dim() == 4 else "?"} or '
+                f'load {self.in_channels}-channel images')
         height, width = x.shape[-2:]
         if height < self.min_input_size or width < self.min_input_size:
             raise ValueError(f'FEC needs images of at least {self.min_input_size}x'
                              f'{self.min_input_size} pixels, got {height}x{width}')
+        watch = self._check_unused_outputs and self.training and torch.is_grad_enabled()
         x = self.patch_embed(x)
+        root = x if watch and x.requires_grad else None
         outs = []
         for i in range(NUM_STAGES):
             if i > 0:
                 x = self.network[2 * i - 1](x)
+                root = x if watch and root is None and x.requires_grad else root
             x = self._run_stage(self.network[2 * i], x)
+            root = x if watch and root is None and x.requires_grad else root
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{2 * i}')(x))
+        if watch and not _is_tracing():
+            self._watch_unused_outputs(root, outs)
         return tuple(outs)
+
+    def _watch_unused_outputs(self, root, outs):
+        """At the first training step, warn (once, in one line) about outputs that get no
+        gradient: the neck does not read them, so their norms are unused parameters, on
+        which DistributedDataParallel fails. Afterwards nothing is checked or paid."""
+        self._check_unused_outputs = False
+        watched = [i for i, out in zip(self.out_indices, outs) if out.requires_grad]
+        if root is None or not watched:
+            return
+        reached = set()
+        for i, out in zip(self.out_indices, outs):
+            if out.requires_grad:
+                out.register_hook(lambda grad, i=i: reached.add(i))
+
+        def report(grad):
+            # The first trainable tensor's gradient is complete only after every output's
+            # gradient has been computed, so here we know which outputs got none.
+            unused = [i for i in watched if i not in reached]
+            if unused:
+                used = [i for i in self.out_indices if i not in unused]
+                fpn = (' (an FPN then needs start_level=0)'
+                       if unused == list(self.out_indices[:len(unused)]) else '')
+                MMLogger.get_current_instance().warning(
+                    'FEC: the neck reads no output of stage(s) '
+                    f'{", ".join(map(str, unused))}, so '
+                    f'{", ".join(f"norm{2 * i}" for i in unused)} got no gradient in the first '
+                    'training step (DDP fails on unused parameters); fix: backbone '
+                    f'out_indices={tuple(used)} with the neck\'s in_channels='
+                    f'{[self.embed_dims[i] for i in used]}{fpn}')
+
+        root.register_hook(report)
 
     def _run_stage(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for block in blocks:
@@ -245,6 +321,13 @@ class FEC(BaseModule):
             else:
                 x = block(x)
         return x
+
+
+def _is_tracing() -> bool:
+    """Whether the forward runs under ``torch.jit`` tracing or ``torch.compile``."""
+    compiler = getattr(torch, 'compiler', None)
+    compiling = getattr(compiler, 'is_compiling', None)
+    return torch.jit.is_tracing() or bool(compiling is not None and compiling())
 
 
 def extract_state_dict(ckpt, source: str) -> Dict[str, torch.Tensor]:
