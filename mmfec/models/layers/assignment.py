@@ -16,6 +16,12 @@ Two layers of API:
   :class:`~.regions.ClusterLayout`, never copies), and save only what the backward needs:
   one ``[B, C, N]`` tensor per encoding (the normalised points) and nothing of that size
   per pooling.
+
+Mixed precision: whatever dtype the features arrive in (fp16/bf16 under ``torch.autocast``),
+the clustering itself runs in fp32 (see :mod:`.precision`): the similarities the arg-max
+ranks, the member counts and the member sums. The functions switch autocast off inside
+and return their outputs in the autocast dtype, so they slot in where built-in ops would.
+In fp32 nothing is cast and every result is what it was without autocast support.
 """
 from typing import Callable, Optional
 
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .precision import autocast_off, clustering_dtype, output_dtype
 from .regions import ClusterLayout
 
 # Upper bound on the elements of one similarity chunk (B x points-per-chunk x M), 8 MiB.
@@ -76,7 +83,14 @@ def nearest_centers(points: Tensor,
             which matters when ``alpha < 0`` or the sigmoid saturates into ties).
     Returns:
         ``[B, N]`` int64 indices into ``M``; ties go to the lowest index, like ``Tensor.max``.
+        The cosine is computed in at least fp32, whatever the inputs' dtype or autocast.
     """
+    dtype = clustering_dtype(torch.promote_types(points.dtype, centers.dtype))
+    with autocast_off(points.device.type):
+        return _nearest_centers(points.to(dtype), centers.to(dtype), score, chunk_elements)
+
+
+def _nearest_centers(points, centers, score, chunk_elements):
     batch, _, num_points = points.shape
     num_centers = centers.shape[2]
     step = max(1, chunk_elements // max(1, batch * num_centers))
@@ -103,7 +117,9 @@ def region_nearest_centers(points: Tensor,
         centers: ``[B, C, *layout.center_size]`` L2-normalised center features.
         score: as in :func:`nearest_centers`; may work in place on its argument.
     Returns:
-        ``[B, H * W]`` int64 ids on the whole center grid (row-major).
+        ``[B, H * W]`` int64 ids on the whole center grid (row-major). Each chunk of
+        points is cast to the centers' dtype (the caller's clustering dtype) before the
+        similarity, so low-precision points cost no full-size copy.
     """
     batch, channels, height, width = points.shape
     grid_w = layout.center_size[1]
@@ -116,7 +132,8 @@ def region_nearest_centers(points: Tensor,
         for s0 in range(r0, r1, rows):
             s1 = min(r1, s0 + rows)
             chunk = points[:, :, s0:s1, c0:c1].reshape(batch, channels, -1)
-            cos = torch.bmm(chunk.transpose(1, 2), region_centers)  # [B, n, m]
+            cos = torch.bmm(chunk.to(region_centers.dtype).transpose(1, 2),
+                            region_centers)  # [B, n, m]
             best = first_argmax(score(cos) if score else cos)
             index[:, s0:s1, c0:c1] = to_global[best].view(batch, s1 - s0, c1 - c0)
     return index.view(batch, height * width)
@@ -157,7 +174,8 @@ def gather_centers(center_feats: Tensor, index: Tensor) -> Tensor:
 
 
 def count_members(index: Tensor, num_centers: int, dtype) -> Tensor:
-    """``[B, N]`` assignment -> ``[B, M]`` number of members of each center."""
+    """``[B, N]`` assignment -> ``[B, M]`` number of members of each center, in ``dtype``
+    (use fp32 or wider: a count is exact only up to 256 in bf16 and 2048 in fp16)."""
     counts = torch.zeros((index.shape[0], num_centers), dtype=dtype, device=index.device)
     return counts.scatter_add_(1, index, torch.ones((1, 1), dtype=dtype,
                                                     device=index.device).expand_as(index))
@@ -171,13 +189,19 @@ def average_members(values: Tensor, center_values: Tensor, index: Tensor) -> Ten
         center_values: ``[B, C, M]`` the centers' own values (pooled from ``values``).
         index: ``[B, N]`` assignment from :func:`nearest_centers`.
     Returns:
-        ``[B, C, M]``.
+        ``[B, C, M]`` in the values' dtype (the autocast dtype under autocast); the counts,
+        sums and the division run in at least fp32.
     """
     batch, channels, num_centers = center_values.shape
-    member_sum = values.new_zeros((batch, channels, num_centers)).scatter_add(
-        2, index.unsqueeze(1).expand(-1, channels, -1), values)
-    members = count_members(index, num_centers, values.dtype)
-    return (member_sum + center_values) / (members.unsqueeze(1) + 1.0)
+    out_dtype = output_dtype(values.device.type,
+                             torch.promote_types(values.dtype, center_values.dtype))
+    dtype = clustering_dtype(out_dtype)
+    with autocast_off(values.device.type):
+        member_sum = values.new_zeros((batch, channels, num_centers), dtype=dtype).scatter_add(
+            2, index.unsqueeze(1).expand(-1, channels, -1), values.to(dtype))
+        members = count_members(index, num_centers, dtype)
+        mean = (member_sum + center_values.to(dtype)) / (members.unsqueeze(1) + 1.0)
+    return mean.to(out_dtype)
 
 
 def cosine_to_assigned(points: Tensor, centers: Tensor, index: Tensor) -> Tensor:
@@ -221,18 +245,48 @@ def _members(values: Tensor, index: Tensor, expanded: Tensor, center_values: Ten
 
 class ClusterEncodeFunction(torch.autograd.Function):
     """The clustering encoding of one head group over a whole map, all fold regions at
-    once: ``(feats, values) [B, c, H, W] -> out [B, c, H, W]`` plus the assignment
-    ``[B, H*W]`` and the similarity ``[B, H*W]`` of every point to its center.
+    once: ``(feats, values) [B, C, H, W] -> out [B, C, H, W]`` plus the assignment
+    ``[B, N]`` and the similarity ``[B, N]`` of every point to its center (``N = H*W``,
+    ``M`` centers on the layout's grid).
 
     ``out[:, n] = s_n * (v_m + sum_{k in m} v_k) / (|m| + 1)`` with ``m`` the center of point
     ``n`` (arg-max of ``s = sigmoid(beta + alpha * cos)`` within its region) and the
-    centers' features/values the layout's average pools. Only the normalised points are
-    saved for the backward (``[B, c, N]``); everything else saved is ``[B, N]`` or
-    ``[B, c, M]``.
+    centers' features/values the layout's average pools.
+
+    Saved for the backward: the normalised points ``[B, C, N]`` (the only map-sized
+    tensor; for fp16/bf16 features the features themselves, half the bytes, from which
+    the backward rebuilds the same fp32 points with the saved norms), the norms, the
+    assignment, cosine and similarity ``[B, N]``, and per center ``[B, C, M]`` the
+    normalised features, their norms, the new values and the member counts.
+
+    Precision: the math runs in fp32 (fp64 for fp64 inputs) with autocast off; ``out``
+    comes back in the autocast dtype (else the inputs' dtype), the gradients in the
+    inputs' dtypes.
     """
 
     @staticmethod
     def forward(ctx, feats, values, alpha, beta, layout, chunk_elements):
+        device = feats.device.type
+        in_dtype = torch.promote_types(feats.dtype, values.dtype)
+        dtype = clustering_dtype(in_dtype)
+        ctx.dtypes = (feats.dtype, values.dtype, alpha.dtype, beta.dtype)
+        with autocast_off(device):
+            out, index, sim, saved = ClusterEncodeFunction._forward(
+                feats.to(dtype), values.to(dtype), alpha.to(dtype), beta.to(dtype), layout,
+                chunk_elements)
+        points, point_norm = saved[0], saved[1]
+        # Low-precision features: keep them (not the fp32 points) and rebuild the points.
+        ctx.rebuild_points = feats.dtype != dtype
+        if ctx.rebuild_points:
+            points = feats
+        ctx.layout = layout
+        ctx.shape = feats.shape
+        ctx.save_for_backward(points, point_norm, *saved[2:])
+        ctx.mark_non_differentiable(index, sim)
+        return out.to(output_dtype(device, in_dtype)), index, sim
+
+    @staticmethod
+    def _forward(feats, values, alpha, beta, layout, chunk_elements):
         batch, channels, height, width = feats.shape
         num_points, num_centers = height * width, layout.num_centers
         points, point_norm = _normalized(feats.reshape(batch, channels, num_points))
@@ -251,12 +305,9 @@ class ClusterEncodeFunction(torch.autograd.Function):
         new_values, counts = _members(values.reshape(batch, channels, num_points), index,
                                       expanded, pool_centers(values, layout).flatten(2))
         out = torch.gather(new_values, 2, expanded, out=buffer).mul_(sim.unsqueeze(1))
-        ctx.layout = layout
-        ctx.shape = (batch, channels, height, width)
-        ctx.save_for_backward(points, point_norm, index, cos, sim, centers,
-                              center_norm.flatten(2), new_values, counts, alpha)
-        ctx.mark_non_differentiable(index, sim)
-        return out.view(batch, channels, height, width), index, sim
+        saved = (points, point_norm, index, cos, sim, centers, center_norm.flatten(2),
+                 new_values, counts, alpha)
+        return out.view(batch, channels, height, width), index, sim, saved
 
     @staticmethod
     def backward(ctx, grad_out, _grad_index, _grad_sim):
@@ -264,7 +315,20 @@ class ClusterEncodeFunction(torch.autograd.Function):
          alpha) = ctx.saved_tensors
         batch, channels, height, width = ctx.shape
         num_points = height * width
-        grad = grad_out.reshape(batch, channels, num_points)
+        dtype = new_values.dtype
+        with autocast_off(grad_out.device.type):
+            if ctx.rebuild_points:  # the same division as the forward's: the same points
+                points = points.reshape(batch, channels, num_points).to(dtype) / point_norm
+            grad = grad_out.reshape(batch, channels, num_points).to(dtype)
+            grads = ClusterEncodeFunction._backward(
+                grad, points, point_norm, index, cos, sim, centers, center_norm, new_values,
+                counts, alpha, ctx.layout, ctx.shape)
+        return tuple(g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None, None)
+
+    @staticmethod
+    def _backward(grad, points, point_norm, index, cos, sim, centers, center_norm, new_values,
+                  counts, alpha, layout, shape):
+        batch, channels, height, width = shape
         expanded = index.unsqueeze(1).expand(-1, channels, -1)
         buffer = torch.gather(new_values, 2, expanded)
         grad_sim = buffer.mul_(grad).sum(dim=1)  # [B, N]
@@ -272,9 +336,8 @@ class ClusterEncodeFunction(torch.autograd.Function):
         torch.mul(grad, sim.unsqueeze(1), out=buffer)
         grad_summed = torch.zeros_like(new_values).scatter_add_(2, expanded, buffer).div_(counts)
         grad_values = torch.gather(grad_summed, 2, expanded)
-        pool_centers_backward_(grad_values.view(ctx.shape),
-                               grad_summed.view(batch, channels, *ctx.layout.center_size),
-                               ctx.layout)
+        pool_centers_backward_(grad_values.view(shape),
+                               grad_summed.view(batch, channels, *layout.center_size), layout)
         # similarity: sim = sigmoid(beta + alpha * cos)
         grad_logit = grad_sim.mul_(sim).mul_(1.0 - sim)
         grad_alpha = (grad_logit * cos).sum().reshape(alpha.shape)
@@ -289,37 +352,47 @@ class ClusterEncodeFunction(torch.autograd.Function):
         grad_feats = torch.gather(centers, 2, expanded, out=buffer).mul_(grad_cos.unsqueeze(1))
         grad_feats = _normalize_backward(grad_feats, points, point_norm,
                                          (grad_cos * cos).unsqueeze(1))
-        pool_centers_backward_(grad_feats.view(ctx.shape),
-                               grad_centers.view(batch, channels, *ctx.layout.center_size),
-                               ctx.layout)
-        return (grad_feats.view(ctx.shape), grad_values.view(ctx.shape), grad_alpha,
-                grad_beta, None, None)
+        pool_centers_backward_(grad_feats.view(shape),
+                               grad_centers.view(batch, channels, *layout.center_size), layout)
+        return grad_feats.view(shape), grad_values.view(shape), grad_alpha, grad_beta
 
 
 class ClusterAverageFunction(torch.autograd.Function):
     """Center values of a clustering pooling, differentiable w.r.t. ``values`` only:
-    ``values [B, C, H, W]``, assignment ``[B, H*W]`` -> ``[B, C, *center_size]`` with
-    ``(center value + sum of members) / (members + 1)``. Saves the assignment and the
-    member counts, nothing of the map's size."""
+    ``values [B, C, H, W]``, assignment ``[B, N]`` -> ``[B, C, *center_size]`` (``M``
+    centers) with ``(center value + sum of members) / (members + 1)``.
+
+    Saves the assignment ``[B, N]`` and the member counts ``[B, 1, M]``, nothing of the
+    map's size. Counts, sums and the division run in fp32 (fp64 for fp64 values) with
+    autocast off; the result comes back in the autocast dtype (else the values' dtype),
+    the gradient in the values' dtype.
+    """
 
     @staticmethod
     def forward(ctx, values, index, layout):
         batch, channels, height, width = values.shape
-        expanded = index.unsqueeze(1).expand(-1, channels, -1)
-        new_values, counts = _members(values.reshape(batch, channels, -1), index, expanded,
-                                      pool_centers(values, layout).flatten(2))
-        ctx.layout, ctx.shape = layout, values.shape
+        device = values.device.type
+        dtype = clustering_dtype(values.dtype)
+        with autocast_off(device):
+            full = values.to(dtype)
+            expanded = index.unsqueeze(1).expand(-1, channels, -1)
+            new_values, counts = _members(full.reshape(batch, channels, -1), index, expanded,
+                                          pool_centers(full, layout).flatten(2))
+        ctx.layout, ctx.shape, ctx.in_dtype = layout, values.shape, values.dtype
         ctx.save_for_backward(index, counts)
-        return new_values.view(batch, channels, *layout.center_size)
+        return new_values.view(batch, channels, *layout.center_size).to(
+            output_dtype(device, values.dtype))
 
     @staticmethod
     def backward(ctx, grad_out):
         index, counts = ctx.saved_tensors
         batch, channels, height, width = ctx.shape
-        grad_summed = grad_out.reshape(batch, channels, -1) / counts
-        grad_values = torch.gather(grad_summed, 2, index.unsqueeze(1).expand(-1, channels, -1))
-        pool_centers_backward_(grad_values.view(ctx.shape), grad_summed, ctx.layout)
-        return grad_values.view(ctx.shape), None, None
+        with autocast_off(grad_out.device.type):
+            grad_summed = grad_out.reshape(batch, channels, -1).to(counts.dtype) / counts
+            grad_values = torch.gather(grad_summed, 2,
+                                       index.unsqueeze(1).expand(-1, channels, -1))
+            pool_centers_backward_(grad_values.view(ctx.shape), grad_summed, ctx.layout)
+        return grad_values.view(ctx.shape).to(ctx.in_dtype), None, None
 
 
 # ----------------------------------------------------------------- entry points
@@ -340,11 +413,13 @@ def cluster_encode(feats: Tensor, values: Tensor, alpha: Tensor, beta: Tensor,
 
 @_eager_only
 def pooling_assignment(feats: Tensor, layout: ClusterLayout, chunk_elements: int = None):
-    """Normalised center features ``[B, C, *center_size]`` and every point's center
-    ``[B, H*W]`` for a clustering pooling (no gradient: the paper's one-hot mask)."""
-    with torch.no_grad():
-        centers = normalize(pool_centers(feats, layout))
-        # arg-max of the cosine: the points' own norms do not change it
+    """Normalised center features ``[B, C, *center_size]`` (fp32, or fp64 for fp64 features)
+    and every point's center ``[B, H*W]`` for a clustering pooling (no gradient: the
+    paper's one-hot mask)."""
+    with torch.no_grad(), autocast_off(feats.device.type):
+        # centers pooled and normalised in at least fp32; the points are cast chunk by
+        # chunk (the arg-max of the cosine: the points' own norms do not change it)
+        centers = normalize(pool_centers(feats.to(clustering_dtype(feats.dtype)), layout))
         index = region_nearest_centers(feats, centers, layout,
                                        chunk_elements=chunk_elements or SIMILARITY_CHUNK_ELEMENTS)
     return centers, index

@@ -6,6 +6,11 @@ convs) and the permute copies a channels-last ``Linear`` needs, and it lets a re
 ``x + scale * (W z + b)`` be a single GEMM that accumulates into ``x``. Weights may be
 ``[O, C]`` (Linear) or ``[O, C, 1, 1]`` (Conv2d); parameter names and shapes stay those
 of the modules that own them.
+
+Under ``torch.autocast`` the GEMMs run in the autocast dtype, as the built-in ``mm`` would,
+while the residual keeps the dtype the unfused ``x + scale * branch`` would give it
+(``scale`` is an fp32 parameter, so fp32): a bf16 residual would swallow updates of
+``1e-5`` layer scale whole.
 """
 import contextlib
 from typing import Optional
@@ -14,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from .precision import autocast_dtype, autocast_off
 
 
 def conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -31,8 +38,18 @@ def conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return out.view(batch, -1, height, width)
 
 
-def _accumulate(x: Tensor, weight: Tensor, z: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``x + W @ z + b`` on ``[B, C, N]`` / ``[B, K, N]`` as one GEMM into a copy of ``x``."""
+def _accumulate(x: Tensor, weight: Tensor, z: Tensor, bias: Optional[Tensor],
+                gemm_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``x + W @ z + b`` on ``[B, C, N]`` / ``[B, K, N]`` as one GEMM into a copy of ``x``.
+
+    With ``gemm_dtype`` (the autocast dtype) ``W @ z`` runs in that dtype and is added to
+    ``x`` in the dtype of ``x + W`` (fp32 for fp32 weights), as unfused autocast code does.
+    Call it with autocast off.
+    """
+    if gemm_dtype is not None:
+        out = torch.matmul(weight.to(gemm_dtype), z.to(gemm_dtype))
+        out = x.to(torch.promote_types(x.dtype, weight.dtype)) + out
+        return out if bias is None else out.add_(bias.view(1, -1, 1))
     batch, channels, points = x.shape
     if batch == 1:
         out = torch.addmm(x.reshape(channels, points), weight, z.reshape(z.shape[1], points))
@@ -53,25 +70,50 @@ def residual_conv1x1(x: Tensor, z: Tensor, weight: Tensor, bias: Optional[Tensor
     """
     batch, channels, height, width = x.shape
     weight = weight.reshape(weight.shape[0], -1) * scale.unsqueeze(1)
-    out = _accumulate(x.reshape(batch, channels, -1), weight,
-                      z.reshape(batch, z.shape[1], -1), None if bias is None else bias * scale)
+    gemm_dtype = autocast_dtype(x.device.type)
+    with autocast_off(x.device.type):
+        out = _accumulate(x.reshape(batch, channels, -1), weight,
+                          z.reshape(batch, z.shape[1], -1), None if bias is None else bias * scale,
+                          gemm_dtype)
     return out.view(batch, channels, height, width)
 
 
 class _GeluResidual(torch.autograd.Function):
     """``x + W @ gelu(h) + b`` saving only ``h``: ``gelu(h)`` (the MLP's widest tensor) is
-    recomputed in the backward instead of being kept alive."""
+    recomputed in the backward instead of being kept alive.
+
+    Shapes: ``x`` ``[B, C, N]``, ``h`` ``[B, K, N]`` (``K`` hidden channels), ``W``
+    ``[C, K]``, ``b`` ``[C]``. Saves ``h`` and ``W``. Under autocast the GEMMs of the
+    forward and the backward run in the autocast dtype (the dtype recorded at the forward,
+    so a backward outside the autocast region does the same), the residual in the dtype of
+    ``x + W``; gradients come back in the inputs' dtypes.
+    """
 
     @staticmethod
     def forward(ctx, x, h, weight, bias, approximate):
+        device = x.device.type
         ctx.approximate = approximate
+        ctx.gemm_dtype = autocast_dtype(device)
+        ctx.dtypes = (x.dtype, h.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.save_for_backward(h, weight)
-        return _accumulate(x, weight, F.gelu(h, approximate=approximate), bias)
+        with autocast_off(device):
+            if ctx.gemm_dtype is not None:
+                h = h.to(ctx.gemm_dtype)
+            return _accumulate(x, weight, F.gelu(h, approximate=approximate), bias,
+                               ctx.gemm_dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
         h, weight = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
+        with autocast_off(grad_out.device.type):
+            grads = _GeluResidual._backward(ctx, grad_out.contiguous(), h, weight)
+        return tuple(g if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None,)
+
+    @staticmethod
+    def _backward(ctx, grad_out, h, weight):
+        grad_x = grad_out
+        if ctx.gemm_dtype is not None:
+            h, weight, grad_out = (t.to(ctx.gemm_dtype) for t in (h, weight, grad_out))
         batch = grad_out.shape[0]
         grad_weight = grad_bias = grad_h = None
         # One hidden-sized buffer serves as gelu(h), then d gelu(h), then d h: fresh large
@@ -84,7 +126,7 @@ class _GeluResidual(torch.autograd.Function):
             else:
                 grad_weight = torch.bmm(grad_out, buffer.transpose(1, 2)).sum(0)
         if ctx.needs_input_grad[3]:
-            grad_bias = grad_out.sum(dim=(0, 2))
+            grad_bias = grad_x.sum(dim=(0, 2))
         if ctx.needs_input_grad[1]:
             if buffer is None:
                 buffer = torch.empty_like(h)
@@ -94,7 +136,7 @@ class _GeluResidual(torch.autograd.Function):
                 torch.bmm(weight.t().expand(batch, -1, -1), grad_out, out=buffer)
             grad_h = torch.ops.aten.gelu_backward.grad_input(
                 buffer, h, approximate=ctx.approximate, grad_input=buffer)
-        return grad_out, grad_h, grad_weight, grad_bias, None
+        return grad_x, grad_h, grad_weight, grad_bias
 
 
 def residual_gelu_conv1x1(x: Tensor, h: Tensor, weight: Tensor, bias: Optional[Tensor],
