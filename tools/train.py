@@ -26,7 +26,8 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training (needs a GPU)')
+        help='mixed-precision training: AmpOptimWrapper, fp16 autocast with '
+        'dynamic loss scaling, as mmdet does (needs a GPU)')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -76,8 +77,12 @@ def apply_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         if not _has_accelerator():
+            # mmengine's AmpOptimWrapper (fp16 autocast + dynamic loss scaling)
+            # refuses to start without one; FEC's own layers do run under CPU
+            # autocast (docs/performance.md, "Mixed precision").
             raise UsageError('--amp needs a GPU (CUDA, NPU, MLU or MUSA) and '
-                             'none is available; train without --amp')
+                             'none is available: mmengine\'s AmpOptimWrapper '
+                             'runs only there; train without --amp')
         if cfg.get('optim_wrapper') is None:
             raise UsageError('--amp needs an optim_wrapper in the config')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
