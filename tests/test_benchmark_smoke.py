@@ -38,7 +38,7 @@ def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
         assert r['time_ms'] > 0 and len(r['times_ms']) == 1
         assert r['peak_mib'] is None or r['peak_mib'] >= 0
     scaled = [r for r in payload['results'] if r['size'] == [128, 128]]
-    assert {r['model'] for r in scaled} == {'fec-s', 'dense-s', 'r50'}
+    assert {r['model'] for r in scaled} == {'fec-s', 'dense-s', 'r50', 'r50-unfrozen'}
     assert payload['machine']['torch'] == torch.__version__
     # the final table has one line per result, plus the targets
     table = proc.stdout[proc.stdout.index('| model | setting'):]
@@ -48,23 +48,51 @@ def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
                    and f"| {r['mode']} |" in line for line in table.splitlines()), r
     fec = next(r for r in payload['results']
                if r['model'] == 'fec-s' and r['mode'] == 'train' and r['size'] == [64, 64])
-    assert 'time_vs_dense' in fec and 'time_vs_r50' in fec
+    assert 'time_vs_dense' in fec and 'time_vs_r50' in fec and 'time_vs_r50u' in fec
     assert {t['target'].split(' (')[0] for t in payload['targets']} >= {
-        'train time FEC-S / dense', 'train time FEC-S / ResNet-50'}
+        'train time FEC-S / dense', 'train time FEC-S / ResNet-50 frozen_stages=1 as in detectors',
+        'train time FEC-S / ResNet-50 unfrozen'}
     assert '| target | value | limit | holds |' in proc.stdout
 
 
+def test_benchmark_amp_rows_run_in_the_autocast_dtype(tmp_path):
+    out_json = tmp_path / 'bench.json'
+    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    assert bench.main(['--smoke', '--models', 'fec-s', '--baselines', 'dense-s', 'r50',
+                       '--modes', 'train', '--precisions', 'fp32', 'amp',
+                       '--json', str(out_json)]) == 0
+    results = json.loads(out_json.read_text())['results']
+    amp = {r['model']: r for r in results if r['precision'] == 'amp'}
+    assert set(amp) == {'fec-s', 'dense-s', 'r50'}
+    assert all(r['status'] == 'ok' and r['amp_dtype'] == 'bfloat16' for r in amp.values())
+    assert 'time_vs_dense' in amp['fec-s'] and 'time_vs_r50' in amp['fec-s']
+
+
+def test_the_two_resnets_differ_in_what_they_train():
+    from mmfec.benchmark.cases import build_resnet50
+    frozen, frozen_name = build_resnet50(frozen=True)
+    full, full_name = build_resnet50(frozen=False)
+    assert 'frozen_stages=1' in frozen_name and 'frozen' not in full_name
+    trainable = [sum(p.numel() for p in m.parameters() if p.requires_grad)
+                 for m in (frozen, full)]
+    assert trainable[0] < trainable[1] == sum(p.numel() for p in full.parameters())
+    frozen.train()
+    assert not any(m.training for m in frozen.modules()
+                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+
+
 def test_benchmark_rejects_unknown_models():
+    from mmfec.benchmark.cases import parse_model
     bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
     with pytest.raises(SystemExit):
         bench.parse_args(['--models', 'fec-x'])
-    assert bench.parse_model('fec-l-plain') == dict(kind='fec', arch='large', variant='plain')
+    assert parse_model('fec-l-plain') == dict(kind='fec', arch='large', variant='plain')
 
 
 def test_dense_estimate_grows_quadratically():
-    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
-    small = bench.dense_lower_bound_bytes('small', (800, 1216), 1, True, 'auto')
-    large = bench.dense_lower_bound_bytes('small', (1600, 2432), 1, True, 'auto')
+    from mmfec.benchmark.cases import dense_lower_bound_bytes
+    small = dense_lower_bound_bytes('small', (800, 1216), 1, True, 'auto')
+    large = dense_lower_bound_bytes('small', (1600, 2432), 1, True, 'auto')
     assert 2 * 2**30 < small < 6 * 2**30  # measured: ~3.7 GiB allocated at peak
     assert large > 10 * small
 
