@@ -4,11 +4,14 @@
     python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE... --out-dir DIR
                                        [--layers NAME...] [--head K] [--device cpu]
     python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE --out FILE.png ...
+    python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE --html FILE.html ...
 
 CONFIG is a detection or segmentation config with an FEC backbone, or a backbone-only
 config (``model = dict(type='FEC', ...)``, e.g. configs/fec_small_backbone.py).
 CHECKPOINT (optional; a .pth/.pt/.ckpt/.bin file or a URL) holds trained weights. One
-PNG per image is written to DIR: the image, then one panel per chosen layer.
+PNG per image is written to DIR: the image, then one panel per chosen layer. --html
+writes the cluster explorer, one self-contained page in which pointing at a pixel
+highlights its cluster in every layer (mmfec/visualization/explorer.py).
 """
 import argparse
 import importlib.util
@@ -37,10 +40,13 @@ def parse_args(argv=None):
                         'image (this or --out is required unless --list-layers)')
     parser.add_argument('--out', metavar='FILE.png',
                         help='with exactly one IMAGE: write its PNG to this path')
-    parser.add_argument('--layers', nargs='+', default=['default'], metavar='NAME',
+    parser.add_argument('--html', metavar='FILE.html',
+                        help='with exactly one IMAGE: write the cluster explorer page (one '
+                        'self-contained HTML file) to this path')
+    parser.add_argument('--layers', nargs='+', default=None, metavar='NAME',
                         help="layers to draw: names such as stage1.block2 or pool3, module "
                         "paths, 'default' (last block of each stage and every pooling) or "
-                        "'all' (default: %(default)s)")
+                        "'all' (default: 'default' for the PNGs, 'all' for --html)")
     parser.add_argument('--head', type=int, default=0,
                         help='encoding head to show (default: %(default)s)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N '
@@ -82,85 +88,6 @@ def read_images(paths):
     return images
 
 
-def is_backbone_config(cfg):
-    model = cfg.get('model')
-    return (isinstance(model, dict) and
-            str(model.get('type', '')).rpartition('.')[2] == 'FEC')
-
-
-def build_model(cfg):
-    """The model of ``cfg``: from mmdet's/mmseg's registry, or a bare FEC from mmengine's."""
-    from mmfec.utils.cli import UsageError, _first_line, detect_scope, init_scope
-    if cfg.get('model') is None:
-        raise UsageError('the config has no `model`; use a detection/segmentation config '
-                         "or a backbone config with model = dict(type='FEC', ...)")
-    if is_backbone_config(cfg):
-        from mmengine.registry import MODELS
-        scope = None
-    else:
-        scope = detect_scope(cfg)
-        init_scope(cfg, scope)
-        if scope == 'mmdet':
-            from mmdet.registry import MODELS
-        else:
-            from mmseg.registry import MODELS
-    try:
-        model = MODELS.build(cfg.model)
-    except Exception as error:  # a bad model section in the user's config
-        raise UsageError(f'cannot build the model of this config: {_first_line(error)}') \
-            from None
-    return model, scope
-
-
-def load_weights(model, checkpoint, backbone_only):
-    """Load ``checkpoint`` through mmengine (the safe loader mmfec installs); returns a
-    one-line summary. Detector/segmentor files also load into a backbone-only model."""
-    import re
-
-    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
-
-    from mmfec.models.backbones.fec import extract_state_dict
-    from mmfec.utils.cli import UsageError, check_checkpoint_path
-    from mmfec.visualization import find_backbone
-    check_checkpoint_path(checkpoint, 'CHECKPOINT')
-    try:
-        state = extract_state_dict(_load_checkpoint(checkpoint, map_location='cpu'),
-                                   checkpoint)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    own = model.state_dict()
-    if backbone_only and not any(k in own for k in state):
-        state = {re.sub(r'^backbone\.', '', k): v for k, v in state.items()
-                 if k.startswith('backbone.')}
-    backbone = find_backbone(model)
-    prefix = next((name + '.' for name, m in model.named_modules() if m is backbone), '')
-    prefix = '' if prefix == '.' else prefix
-    wanted = [prefix + k for k in backbone.state_dict()]
-    loaded = [k for k in wanted if k in state and state[k].shape == own[k].shape]
-    if not loaded:
-        raise UsageError(f'checkpoint {checkpoint} holds no weights of this model\'s FEC '
-                         f'backbone (first keys: {", ".join(list(state)[:3])}); pass a '
-                         'checkpoint trained with this config')
-    kept = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    _load_checkpoint_to_model(model, {'state_dict': kept}, strict=False)
-    if len(loaded) < len(wanted):
-        print(f'warning: {len(wanted) - len(loaded)} of {len(wanted)} backbone weights are '
-              f'not in {checkpoint} and stay random', file=sys.stderr)
-    return f'loaded {len(kept)} of {len(own)} weights from {checkpoint}'
-
-
-def choose_device(name):
-    import torch
-    from mmfec.utils.cli import UsageError
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f'--device {name}: not a device; use cpu, cuda or cuda:N') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UsageError(f'--device {name}: no CUDA GPU is available here; use --device cpu')
-    return device
-
-
 def output_paths(images, out_dir):
     """``DIR/<image stem>.png``, with ``_1``, ``_2``... when stems repeat."""
     seen, paths = {}, []
@@ -178,6 +105,7 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
     from mmfec.utils.cli import UsageError, load_config, user_errors
+    from mmfec.utils.model_loading import choose_device
 
     with user_errors():
         checkpoint, image_paths = split_paths(args.paths)
@@ -192,9 +120,14 @@ def main(argv=None):
                                  f'{len(image_paths)}; use --out-dir DIR for several')
             if args.out and not args.out.lower().endswith('.png'):
                 raise UsageError(f'--out {args.out}: the file name must end with .png')
-            if not args.out and not args.out_dir:
+            if args.html and len(image_paths) != 1:
+                raise UsageError(f'--html FILE.html takes exactly one IMAGE, got '
+                                 f'{len(image_paths)}')
+            if args.html and not args.html.lower().endswith(('.html', '.htm')):
+                raise UsageError(f'--html {args.html}: the file name must end with .html')
+            if not args.out and not args.out_dir and not args.html:
                 raise UsageError('--out-dir DIR is required: the folder for the PNGs '
-                                 '(or --out FILE.png for one image)')
+                                 '(or --out FILE.png for one image, or --html FILE.html)')
             if not 0.0 <= args.alpha <= 1.0:
                 raise UsageError(f'--alpha {args.alpha}: must be between 0 and 1')
         images = read_images(image_paths) if not args.list_layers else []
@@ -208,9 +141,11 @@ def run(args, cfg, checkpoint, image_paths, images, device):
     import torch
 
     from mmfec.utils.cli import UsageError
-    from mmfec.visualization import (check_head, clustering_layers, config_test_resize,
-                                     draw_cluster_maps, find_backbone,
-                                     normalization_from_config, resized_size, save_png,
+    from mmfec.utils.model_loading import build_model, is_backbone_config, load_weights
+    from mmfec.visualization import (check_head, cluster_maps, clustering_layers,
+                                     config_test_resize, find_backbone,
+                                     normalization_from_config, record_clusters,
+                                     render_figure, resized_size, save_explorer, save_png,
                                      select_layers, to_input)
     backbone_only = is_backbone_config(cfg)
     model, _ = build_model(cfg)
@@ -223,8 +158,12 @@ def run(args, cfg, checkpoint, image_paths, images, device):
         for info in layers:
             print(f'{info.name:16s} {info.kind:9s} {info.path}')
         return
+    png_layers = args.layers or ['default']
+    html_layers = args.layers or ['all']
     try:
-        chosen = select_layers(layers, args.layers)
+        chosen = select_layers(layers, png_layers if (args.out or args.out_dir) else [])
+        chosen += [info for info in select_layers(layers, html_layers if args.html else [])
+                   if info not in chosen]
         for info in chosen:
             if info.kind == 'encoding':
                 check_head(info, backbone.get_submodule(info.path).heads, args.head)
@@ -243,22 +182,31 @@ def run(args, cfg, checkpoint, image_paths, images, device):
     print(f'images normalised with {norm.source}; '
           + ('fed at their own size' if resize is None else f"resized as the config's test "
              f"Resize (scale={resize['scale']}, keep_ratio={resize['keep_ratio']})"))
-    names = [info.name for info in chosen]
     if args.out:
         out_paths = [args.out]
-    else:
+    elif args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
         out_paths = output_paths(image_paths, args.out_dir)
+    else:
+        out_paths = [None] * len(image_paths)
     for path, out_path, image in zip(image_paths, out_paths, images):
         size = resized_size(image.shape[:2], resize)
         inputs = to_input(image, norm, size).to(device)
         rgb = image[..., ::-1].copy()
         with torch.no_grad():
-            (figure, maps), = draw_cluster_maps(model, inputs, [rgb], layers=names,
-                                                head=args.head, alpha=args.alpha)
-        save_png(out_path, figure)
-        print(f'{path} -> {out_path} (network input {size[1]}x{size[0]}; '
-              + ', '.join(f'{m.name}: {m.num_clusters}' for m in maps) + ' clusters)')
+            records = record_clusters(backbone, inputs)
+        if out_path is not None:
+            maps = cluster_maps(records, rgb.shape[:2], head=args.head,
+                                layers=[info.name for info in select_layers(layers, png_layers)])
+            save_png(out_path, render_figure(rgb, maps, alpha=args.alpha))
+            print(f'{path} -> {out_path} (network input {size[1]}x{size[0]}; '
+                  + ', '.join(f'{m.name}: {m.num_clusters}' for m in maps) + ' clusters)')
+        if args.html:
+            names = [info.name for info in select_layers(layers, html_layers)]
+            written = save_explorer(args.html, records, rgb, head=args.head, layers=names,
+                                    title=osp.basename(path))
+            print(f'{path} -> {args.html} (cluster explorer, {len(names)} layers, '
+                  f'{written} bytes)')
 
 
 if __name__ == '__main__':

@@ -6,6 +6,11 @@ Typical use::
     (figure, maps), = draw_cluster_maps(model, inputs, [image_rgb])
     save_png('clusters.png', figure)
 
+or, to point at pixels in a browser, one self-contained page::
+
+    from mmfec.visualization import record_clusters, save_explorer
+    save_explorer('clusters.html', record_clusters(model.backbone, inputs), image_rgb)
+
 See ``docs/cluster_maps.md`` for the tool (``tools/visualize_clusters.py``) and the
 training hook (``ClusterMapHook``).
 """
@@ -14,6 +19,7 @@ from .cluster_maps import (ALL_LAYERS, DEFAULT_LAYERS, ClusterMap, LayerInfo, ch
                            find_backbone, hierarchy_maps, name_layers, pixel_points,
                            record_clusters, select_layers)
 from .draw import draw_cluster_maps
+from .explorer import explorer_data, explorer_html, pixel_lineage, save_explorer
 from .preprocess import (IMAGENET_MEAN, IMAGENET_STD, Normalization, config_test_resize,
                          from_input, normalization_from_config, resized_size, to_input)
 from .render import (boundaries, cluster_colours, figure_shape, overlay, panel_shape,
@@ -23,6 +29,7 @@ __all__ = [
     'ALL_LAYERS', 'DEFAULT_LAYERS', 'ClusterMap', 'LayerInfo', 'check_head', 'cluster_maps',
     'clustering_layers', 'default_layer_names', 'find_backbone', 'hierarchy_maps',
     'name_layers', 'pixel_points', 'record_clusters', 'select_layers', 'draw_cluster_maps',
+    'explorer_data', 'explorer_html', 'pixel_lineage', 'save_explorer',
     'IMAGENET_MEAN', 'IMAGENET_STD', 'Normalization', 'config_test_resize', 'from_input',
     'normalization_from_config', 'resized_size', 'to_input', 'boundaries', 'cluster_colours',
     'figure_shape', 'overlay', 'panel_shape', 'render_figure', 'save_png',
