@@ -85,8 +85,9 @@ def _package_config(package, *parts):
 
 
 def _project_config(name):
-    return osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                    'configs', name)
+    """One of mmfec's configs, from the package (a checkout, an editable install or a wheel)."""
+    from mmfec.utils.package_configs import package_configs_dir
+    return osp.join(package_configs_dir(), name)
 
 
 def build_full_model(kind, smoke=False):
