@@ -103,6 +103,9 @@ def run(args, cfg, device, check_data):
     if is_backbone_config(cfg):
         raise UsageError('this is a backbone-only config: it has no val set with ground '
                          'truth; use a detection or segmentation config')
+    if args.checkpoint is None:
+        # as a Runner does: seed, build, init_weights (the weights training starts from)
+        set_random_seed(args.seed)
     model, scope = build_model(cfg)
     try:
         layers = [info.name for info in select_layers(
@@ -119,7 +122,6 @@ def run(args, cfg, device, check_data):
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
         # init_weights reports every parameter at INFO level; only warnings matter here
         MMLogger.get_instance('mmfec_analyze_clusters', log_level='WARNING')
-        set_random_seed(args.seed)
         model.init_weights()
     else:
         print(load_weights(model, args.checkpoint, backbone_only=False))

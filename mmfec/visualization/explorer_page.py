@@ -139,7 +139,7 @@ and mean nothing from panel to panel.</p>
   // ---------------------------------------------------------------- the page
   var scale = Math.min(1, MAX_CANVAS / Math.max(W, H));
   var CW = Math.max(1, Math.round(W * scale)), CH = Math.max(1, Math.round(H * scale));
-  var side = Math.max(W, H) < 256 ? 256 : Math.min(384, Math.max(W, H));
+  var side = Math.max(W, H) < 256 ? 256 : Math.min(320, Math.max(W, H));
   document.getElementById('panels').style.setProperty('--side', side + 'px');
   var canvasPoint = new Int32Array(CW * CH);
   for (var v = 0; v < CH; v++) {
