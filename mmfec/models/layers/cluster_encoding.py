@@ -84,11 +84,12 @@ class ClusterEncoding(nn.Module):
         regions = list(grid_regions(height, width, self.fold_size))
         if len(regions) == 1:
             out = self._cluster(feats, values)[0]
-        else:
-            out = values.new_empty(values.shape)
+        else:  # regions are row-major: concatenated along W per row, then along H
+            rows = {}
             for (r0, r1), (c0, c1) in regions:
-                out[:, :, r0:r1, c0:c1] = self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1])[0]
+                rows.setdefault(r0, []).append(self._cluster(
+                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1])[0])
+            out = torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=2)
         return out.reshape(batch, self.heads * self.head_dims, height, width)
 
     def _cluster(self, feats: Tensor, values: Tensor):

@@ -64,11 +64,12 @@ class ClusterPooling(nn.Module):
         regions = list(pooling_regions(*values.shape[-2:], self.fold_size))
         if len(regions) == 1:
             pooled = self._cluster(feats, values, skip.shape[-2:])
-        else:
-            pooled = values.new_empty(skip.shape)
+        else:  # regions are row-major: concatenated along W per row, then along H
+            rows = {}
             for (r0, r1), (c0, c1), (o0, o1), (p0, p1) in regions:
-                pooled[:, :, o0:o1, p0:p1] = self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], (o1 - o0, p1 - p0))
+                rows.setdefault(o0, []).append(self._cluster(
+                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], (o1 - o0, p1 - p0)))
+            pooled = torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=2)
         return skip + self.norm2(pooled)
 
     @staticmethod
