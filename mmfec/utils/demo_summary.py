@@ -93,9 +93,9 @@ def format_duration(seconds: Optional[float]) -> str:
     return f'{minutes} min {seconds:02d} s' if minutes else f'{seconds} s'
 
 
-def _metric(metrics: Dict[str, float], key: str, scale: float = 1.0) -> str:
+def _metric(metrics: Dict[str, float], key: str, digits: int = 3) -> str:
     value = metrics.get(key)
-    return 'n/a' if not isinstance(value, (int, float)) else f'{value * scale:.3f}'
+    return 'n/a' if not isinstance(value, (int, float)) else f'{value:.{digits}f}'
 
 
 def _path(path: Optional[str]) -> str:
@@ -125,8 +125,8 @@ def summary_lines(work_dir: str, cluster_maps: Optional[str] = None) -> List[str
              f'  metrics     {_path(det_json)}',
              '',
              'Semantic FPN on toy ADE20K val (configs/semfpn_fec_toy.py)',
-             f'  mIoU {seg.get("mIoU", "n/a")}   aAcc {seg.get("aAcc", "n/a")}   '
-             f'mAcc {seg.get("mAcc", "n/a")}   (%)',
+             f'  mIoU {_metric(seg, "mIoU", 2)}   aAcc {_metric(seg, "aAcc", 2)}   '
+             f'mAcc {_metric(seg, "mAcc", 2)}   (%)',
              f'  checkpoint  {_path(last_checkpoint(seg_dir))}',
              f'  metrics     {_path(seg_json)}',
              '']
