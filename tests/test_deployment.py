@@ -182,7 +182,7 @@ def test_unknown_config_kind_is_a_one_line_error(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_bad_shape_and_output_name_are_one_line_errors(tmp_path, capsys):
+def test_bad_shape_output_name_and_image_without_verify_are_one_line_errors(tmp_path, capsys):
     config = ROOT / 'configs' / 'fec_small_backbone.py'
     code, _, err = run_tool(capsys, config, '--shape', 16, 64, '--output-file',
                             tmp_path / 'a.onnx')
@@ -190,6 +190,10 @@ def test_bad_shape_and_output_name_are_one_line_errors(tmp_path, capsys):
     code, _, err = run_tool(capsys, config, '--shape', 64, 64, '--output-file',
                             tmp_path / 'a.pth')
     assert_one_line_error(code, err, '--output-file', '.onnx')
+    code, _, err = run_tool(capsys, config, '--shape', 64, 64, '--output-file',
+                            tmp_path / 'a.onnx', '--image', tmp_path / 'a.jpg')
+    assert_one_line_error(code, err, '--image', 'add --verify')
+    assert os.listdir(tmp_path) == []
 
 
 def test_mask_rcnn_config_exports_up_to_its_proposals(tmp_path):

@@ -9,6 +9,8 @@ import os.path as osp
 import time
 from typing import Optional, Sequence
 
+import torch
+
 from mmfec.utils.cli import UsageError, check_checkpoint_path, load_config
 
 from .build import SEGMENTOR, load_model
@@ -29,7 +31,8 @@ def _require(packages, what):
 
 
 def check_arguments(shape: Sequence[int], output_file: str, opset: int,
-                    checkpoint: Optional[str], verify: bool, repeats: int):
+                    checkpoint: Optional[str], verify: bool, repeats: int,
+                    image: Optional[str] = None):
     """One-line errors for every mistake that can be seen before the model is built."""
     if len(shape) != 2 or any(int(s) < MIN_SIDE for s in shape):
         raise UsageError(f'--shape {" ".join(map(str, shape))}: give the input height and '
@@ -44,9 +47,14 @@ def check_arguments(shape: Sequence[int], output_file: str, opset: int,
         raise UsageError(f'--repeats {repeats}: must be at least 1')
     if checkpoint is not None:
         check_checkpoint_path(checkpoint, 'CHECKPOINT')
+    if image is not None and not verify:
+        raise UsageError(f'--image {image}: the image is only used by --verify; add --verify')
     _require(EXPORT_PACKAGES, 'exporting to ONNX')
     if verify:
         _require(VERIFY_PACKAGES, '--verify')
+        if image is not None:
+            from .inputs import read_image
+            read_image(image)  # a bad file fails now, not after the export
 
 
 def convert(config: str, checkpoint: Optional[str], shape: Sequence[int], output_file: str,
@@ -59,8 +67,9 @@ def convert(config: str, checkpoint: Optional[str], shape: Sequence[int], output
     :class:`.verify.VerifyReport` (else ``None``). Every line the tool prints goes
     through ``log``; user mistakes raise :class:`~mmfec.utils.cli.UsageError`.
     """
-    check_arguments(shape, output_file, opset, checkpoint, verify, repeats)
+    check_arguments(shape, output_file, opset, checkpoint, verify, repeats, image)
     cfg = load_config(config, cfg_options)
+    torch.manual_seed(0)  # random weights (no checkpoint) are the same in every run
     model, kind, _ = load_model(cfg, checkpoint)
     module = wrap(model, kind)
     start = time.perf_counter()

@@ -5,7 +5,10 @@ reports, per output, the largest difference from PyTorch's eager model (its defa
 path) and the share of elements off by more than ``1e-3`` relative; for a segmentor the
 share of pixels whose arg-max label agrees, and for the pixels that flipped, PyTorch's own
 margin between its two best classes (a flip at a near-tie is float rounding taking the
-other side, not a wrong graph). Both runtimes are timed on the same input and threads.
+other side, not a wrong graph). The same figures for PyTorch's own plain-ops path (the one
+the export traces) against its fused path show how far float order alone moves FEC's
+outputs: a clustering arg-max that flips moves a point to another center. Both runtimes
+are timed on the same input and threads, in alternation.
 
 "Off" means ``|onnx - torch| > rtol * (|torch| + mean |torch|)``: relative to the element,
 with the output's mean magnitude as a floor so that elements near zero (where any
@@ -17,6 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+from mmfec.models.layers.pointwise import plain_ops
 
 RTOL = 1e-3
 
@@ -42,12 +47,19 @@ class LabelAgreement:
     max_flipped_margin: float
 
 
+ONNXRUNTIME = 'onnxruntime'
+PLAIN_PATH = "PyTorch's plain-ops path"
+
+
 @dataclass
 class Comparison:
-    """Everything compared on one input (``label`` says which, e.g. 'random input')."""
+    """Everything compared on one input (``label`` says which, e.g. 'random input'), for
+    ``against`` (:data:`ONNXRUNTIME`, or :data:`PLAIN_PATH`: PyTorch's own traced path,
+    whose differences from the fused path show the size of float-order effects alone)."""
     label: str
     outputs: List[OutputAgreement]
     labels: Optional[LabelAgreement] = None
+    against: str = ONNXRUNTIME
 
     @property
     def max_diff(self) -> float:
@@ -80,11 +92,14 @@ class VerifyReport:
 
 def onnxruntime_session(path: str, threads: int, optimize: bool = True):
     """A CPU ``InferenceSession`` on ``threads`` intra-op threads, with all of
-    onnxruntime's graph optimisations (or none, ``optimize=False``)."""
+    onnxruntime's graph optimisations (or none, ``optimize=False``). Its idle threads do
+    not spin (by default they busy-wait after a run, taking the cores from whatever runs
+    next, here PyTorch's timed run)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
@@ -115,22 +130,28 @@ def label_agreement(ref_logits: np.ndarray, got_logits: np.ndarray) -> LabelAgre
                           int(flipped.size), margin)
 
 
-def time_it(run: Callable[[], object], repeats: int, warmup: int = 1) -> Latency:
-    """Median/min/max wall time of ``run()`` over ``repeats`` calls after ``warmup``."""
+def time_alternating(runs: Sequence[Callable[[], object]], repeats: int,
+                     warmup: int = 1) -> List[Latency]:
+    """Wall time of each of ``runs``, called in turn ``repeats`` times after ``warmup``
+    rounds: on a machine shared with other jobs both runtimes then see the same load,
+    which timing one after the other would not give them."""
     for _ in range(warmup):
-        run()
-    times = []
+        for run in runs:
+            run()
+    times = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return Latency(float(np.median(times)), min(times), max(times), repeats)
+        for run, spent in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            spent.append((time.perf_counter() - start) * 1e3)
+    return [Latency(float(np.median(t)), min(t), max(t), repeats) for t in times]
 
 
 def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
            inputs: Dict[str, torch.Tensor], segmentor: bool = False, repeats: int = 5,
            threads: Optional[int] = None, input_name: str = 'input') -> VerifyReport:
-    """Compare the graph at ``path`` with ``module`` on every input, then time both.
+    """Compare the graph at ``path`` (and, for scale, PyTorch's plain-ops path) with
+    ``module`` on every input, then time PyTorch and onnxruntime.
 
     Args:
         module: the wrapped PyTorch model that was exported (eval mode).
@@ -150,14 +171,17 @@ def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
         for label, image in inputs.items():
             with torch.no_grad():
                 ref = [t.numpy() for t in module(image)]
+                with plain_ops():
+                    plain = [t.numpy() for t in module(image)]
             got = session.run(list(output_names), {input_name: image.numpy()})
-            outputs = [compare_output(n, r, g) for n, r, g in zip(output_names, ref, got)]
-            labels = label_agreement(ref[0], got[0]) if segmentor else None
-            comparisons.append(Comparison(label, outputs, labels))
+            for against, other in ((ONNXRUNTIME, got), (PLAIN_PATH, plain)):
+                outputs = [compare_output(n, r, g) for n, r, g in zip(output_names, ref, other)]
+                labels = label_agreement(ref[0], other[0]) if segmentor else None
+                comparisons.append(Comparison(label, outputs, labels, against))
         feed = {input_name: image.numpy()}
         with torch.no_grad():
-            torch_latency = time_it(lambda: module(image), repeats)
-        ort_latency = time_it(lambda: session.run(None, feed), repeats)
+            torch_latency, ort_latency = time_alternating(
+                [lambda: module(image), lambda: session.run(None, feed)], repeats)
     finally:
         torch.set_num_threads(previous_threads)
     return VerifyReport(comparisons, torch_latency, ort_latency, threads,
@@ -169,21 +193,23 @@ def format_report(report: VerifyReport) -> List[str]:
     lines = []
     for comp in report.comparisons:
         worst = max(comp.outputs, key=lambda o: o.max_diff)
-        lines.append(f'{comp.label}: largest difference {comp.max_diff:.3g} (output '
+        what = (f'{comp.label}, onnxruntime vs PyTorch' if comp.against == ONNXRUNTIME else
+                f'{comp.label}, for scale {comp.against} vs its fused one')
+        lines.append(f'{what}: largest difference {comp.max_diff:.3g} (output '
                      f'{worst.name}, whose largest value is {worst.max_ref:.3g}); '
                      f'{100 * comp.off_share:.4g}% of output elements off by more than '
                      f'{RTOL:g} relative')
         if comp.labels is not None:
             lab = comp.labels
-            line = (f'{comp.label}: {100 * lab.same_share:.4f}% of pixels have the same '
+            line = (f'{what}: {100 * lab.same_share:.4f}% of pixels have the same '
                     f'label ({lab.flipped} of {lab.pixels} differ')
             if lab.flipped:
                 line += (f'; PyTorch\'s own top-2 logit margin at those pixels is at most '
                          f'{lab.max_flipped_margin:.3g}')
             lines.append(line + ')')
     t, o = report.torch_latency, report.ort_latency
-    lines.append(f'latency on {report.threads} thread(s), median of {t.repeats} runs '
-                 f'(min-max): PyTorch eager {t.median_ms:.1f} ms ({t.min_ms:.1f}-'
+    lines.append(f'latency on {report.threads} thread(s), median of {t.repeats} '
+                 f'alternating runs (min-max): PyTorch eager {t.median_ms:.1f} ms ({t.min_ms:.1f}-'
                  f'{t.max_ms:.1f}), onnxruntime {o.median_ms:.1f} ms ({o.min_ms:.1f}-'
                  f'{o.max_ms:.1f}), ratio onnxruntime/PyTorch {o.median_ms / t.median_ms:.2f}')
     return lines

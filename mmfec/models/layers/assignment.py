@@ -101,7 +101,7 @@ def _nearest_centers(points, centers, score, chunk_elements):
         cos = torch.bmm(points[:, :, start:start + step].transpose(1, 2), centers)
         chunks.append(first_argmax(score(cos) if score else cos))
     # Concatenated, not written into a preallocated index: an ONNX export of a write per
-    # chunk holds a constant of all N positions per chunk (216 MB at 800x1216).
+    # chunk holds a constant of all N positions per chunk (238 MB at 800x1216).
     return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
 
