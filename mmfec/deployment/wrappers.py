@@ -19,7 +19,6 @@ The input is the preprocessed image: colour order, mean and std as the config's
 """
 from typing import List, Tuple
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
