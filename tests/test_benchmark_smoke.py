@@ -1,6 +1,5 @@
 """tools/benchmark.py and tools/get_flops.py run end to end (tiny inputs; no timing is
 asserted), and the fused FEC layers the benchmark measures equal the plain ones."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,17 +7,11 @@ import sys
 
 import pytest
 import torch
+from tool_utils import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, 'tools', 'benchmark.py')
 GET_FLOPS = osp.join(ROOT, 'tools', 'get_flops.py')
-
-
-def _load_tool(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
@@ -28,7 +21,7 @@ def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(out_json.read_text())
-    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    bench = load_tool('benchmark.py')
     models = bench.DEFAULT_MODELS + bench.DEFAULT_BASELINES
     expected = {(m, mode) for m in models for mode in ('infer', 'train')}
     rows = {(r['model'], r['mode']) for r in payload['results'] if r['size'] == [64, 64]}
@@ -57,7 +50,7 @@ def test_benchmark_smoke_prints_every_row_and_valid_json(tmp_path):
 
 def test_benchmark_amp_rows_run_in_the_autocast_dtype(tmp_path):
     out_json = tmp_path / 'bench.json'
-    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    bench = load_tool('benchmark.py')
     assert bench.main(['--smoke', '--models', 'fec-s', '--baselines', 'dense-s', 'r50',
                        '--modes', 'train', '--precisions', 'fp32', 'amp',
                        '--json', str(out_json)]) == 0
@@ -83,7 +76,7 @@ def test_the_two_resnets_differ_in_what_they_train():
 
 def test_benchmark_rejects_unknown_models():
     from mmfec.benchmark.cases import parse_model
-    bench = _load_tool(BENCHMARK, 'mmfec_tool_benchmark')
+    bench = load_tool('benchmark.py')
     with pytest.raises(SystemExit):
         bench.parse_args(['--models', 'fec-x'])
     assert parse_model('fec-l-plain') == dict(kind='fec', arch='large', variant='plain')
@@ -98,7 +91,7 @@ def test_dense_estimate_grows_quadratically():
 
 
 def test_get_flops_backbone_config(capsys):
-    tool = _load_tool(GET_FLOPS, 'mmfec_tool_get_flops')
+    tool = load_tool('get_flops.py')
     assert tool.main([osp.join(ROOT, 'configs', 'fec_small_backbone.py'),
                       '--shape', '64', '64', '--by-module']) == 0
     out = capsys.readouterr().out
@@ -111,7 +104,7 @@ def test_get_flops_backbone_config(capsys):
 
 
 def test_flop_count_includes_the_clustering_matmuls():
-    flops = _load_tool(osp.join(ROOT, 'mmfec', 'utils', 'flops.py'), 'mmfec_utils_flops')
+    from mmfec.utils import flops
     from mmfec.models import FEC
     model = FEC(dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32),
                      mlp_ratios=(2, 2, 2, 2), heads=(1, 2, 2, 2), head_dims=4),

@@ -2,7 +2,6 @@
 the lineage it computes for a probed pixel is the one Python computes from the same
 records, and its screenshot shows the image. Also ``visualize_clusters.py --html``."""
 import html
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import torch
 
 from mmfec.visualization import (Normalization, explorer_data, pixel_lineage,
                                  record_clusters, save_explorer, to_input)
+from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'visualize_clusters.py'
@@ -142,10 +142,7 @@ def test_screenshot_shows_the_image(page, tmp_path):
 
 # ------------------------------------------------------------------ the tool
 def _tool():
-    spec = importlib.util.spec_from_file_location('mmfec_tool_visualize_clusters_html', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('visualize_clusters.py')
 
 
 def _run_tool(capsys, *args):

@@ -1,7 +1,6 @@
 """Cluster purity against ground truth (mmfec.analysis): constructed cases with known
 answers, the grid baseline on a known layout, ignore labels, real FEC records, and the
 measurement through tools/analyze_clusters.py and ClusterPurityHook."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mmfec.analysis import (PurityMeter, cells_per_region, format_table, grid_pa
 from mmfec.visualization import cluster_maps, record_clusters
 
 from det_utils import explain, run_tool, toy_data_options
+from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_KEYS = {'layer', 'clusters', 'purity', 'grid_purity', 'advantage'}
@@ -239,10 +239,7 @@ def test_tool_on_a_segmentation_config_with_random_init(tmp_path):
 
 
 def test_tool_refuses_a_backbone_config_in_one_line(capsys):
-    spec = importlib.util.spec_from_file_location('mmfec_tool_analyze_clusters',
-                                                  ROOT / 'tools' / 'analyze_clusters.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analyze_clusters.py')
     with pytest.raises(SystemExit) as exit_:
         tool.main([str(ROOT / 'configs' / 'fec_small_backbone.py')])
     err = capsys.readouterr().err

@@ -1,7 +1,6 @@
 """ONNX export (tools/deployment/pytorch2onnx.py, mmfec.deployment): each kind of config
 exports at an odd size and onnxruntime reproduces PyTorch; user mistakes end in one
 ``error:`` line with nothing written."""
-import importlib.util
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mmfec.deployment import convert  # noqa: E402
 from mmfec.deployment.export import export_onnx  # noqa: E402
 from mmfec.deployment.verify import onnxruntime_session  # noqa: E402
 from mmfec.deployment.wrappers import BackboneExport, ExportModule  # noqa: E402
+from tool_utils import assert_one_line_error, load_tool, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'deployment' / 'pytorch2onnx.py'
@@ -33,24 +33,12 @@ SHALLOW = {'model.backbone.arch': dict(_delete_=True, layers=[1, 1, 1, 1],
                                        head_dims=24)}
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('mmfec_tool_pytorch2onnx', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool('deployment/pytorch2onnx.py')
 
 
 def run_tool(capsys, *args):
     """main() in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = tool.main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(tool, capsys, *args)
 
 
 def assert_agrees(report):
@@ -153,15 +141,6 @@ def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match='exporter failed'):
         export_onnx(TinyExport(), (32, 32), str(tmp_path / 'model.onnx'))
     assert os.listdir(tmp_path) == []
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert 'Traceback' not in err, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith('error: '), err
-    for needle in needles:
-        assert needle in last, last
 
 
 def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -2,24 +2,13 @@
 import pytest
 import torch
 
-from mmfec.models import FEC
 from mmfec.models.layers import assignment
-from mmfec.testing import dense_fec_forward
+from mmfec.testing import clustering_fec, dense_fec_forward
 
 
 def _pair_of_models(**kwargs):
-    torch.manual_seed(0)
-    model = FEC('small', **kwargs)
-    model.init_weights()
     # Make the clustering matter: large layer scales, non-trivial alpha/beta.
-    for name, param in model.named_parameters():
-        if 'layer_scale' in name:
-            param.data.fill_(0.5)
-        elif name.endswith('sim_alpha'):
-            param.data.fill_(2.0)
-        elif name.endswith('sim_beta'):
-            param.data.fill_(-0.3)
-    return model
+    return clustering_fec('small', seed=0, **kwargs)
 
 
 def _outputs_and_grads(forward, model, img):

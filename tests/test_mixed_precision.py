@@ -13,10 +13,9 @@ import torch
 from mmengine.config import Config
 
 import mmfec  # noqa: F401  (registers FEC)
-from mmfec.models import FEC
 from mmfec.models.layers import assignment
 from mmfec.models.layers.regions import encoding_layout, pooling_layout
-from mmfec.testing import dense_fec_forward
+from mmfec.testing import clustering_fec, dense_fec_forward
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 LOW = [torch.bfloat16, torch.float16]
@@ -36,18 +35,7 @@ def _one_thread():
 
 
 def _backbone(seed=0, arch='small', **kwargs):
-    torch.manual_seed(seed)
-    model = FEC(arch, **kwargs)
-    model.init_weights()
-    # make the clustering matter, as in the dense-oracle tests
-    for name, param in model.named_parameters():
-        if 'layer_scale' in name:
-            param.data.fill_(0.5)
-        elif name.endswith('sim_alpha'):
-            param.data.fill_(2.0)
-        elif name.endswith('sim_beta'):
-            param.data.fill_(-0.3)
-    return model
+    return clustering_fec(arch, seed, **kwargs)  # as in the dense-oracle tests
 
 
 def _train_step(model, img, dtype):

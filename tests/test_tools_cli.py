@@ -3,7 +3,6 @@
 No training here: user mistakes must give one ``error: ...`` line and exit
 code 2, and the tools must tell mmdet configs from mmseg ones.
 """
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,17 +12,14 @@ import pytest
 from mmengine.config import Config
 
 from mmfec.utils.cli import UsageError, detect_scope, setup_cpu_distributed
+from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / 'tools'
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmfec_tool_{name}',
-                                                  TOOLS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'{name}.py')
 
 
 train_tool = _load_tool('train')

@@ -1,6 +1,5 @@
 """tools/visualize_clusters.py: one PNG of the expected size per image for detection,
 segmentation and backbone-only configs; one-line errors (exit 2) for user mistakes."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from mmfec.visualization import figure_shape
+from tool_utils import assert_one_line_error, load_tool, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'visualize_clusters.py'
@@ -19,14 +19,7 @@ BACKBONE_CFG = ROOT / 'configs' / 'fec_small_backbone.py'
 NUM_DEFAULT_PANELS = 1 + 4 + 3  # the image, last block of 4 stages, 3 poolings
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('mmfec_tool_visualize_clusters', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool('visualize_clusters.py')
 
 
 def write_image(path, height, width):
@@ -39,21 +32,7 @@ def write_image(path, height, width):
 
 def run_tool(capsys, *args):
     """main() in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = tool.main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert 'Traceback' not in err, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith('error: '), err
-    for needle in needles:
-        assert needle in last, last
+    return run_main(tool, capsys, *args)
 
 
 def config_or_skip(name):

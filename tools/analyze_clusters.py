@@ -15,10 +15,8 @@ JSON. See docs/cluster_maps.md.
 import argparse
 import importlib.util
 import json
-import os
 import os.path as osp
 import sys
-import tempfile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the model keeps its random '
@@ -55,19 +53,8 @@ def parse_args(argv=None):
 
 def write_json(path, rows):
     """Write ``rows`` to ``path`` through a temporary file (nothing half-written)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.purity-', suffix='.json', dir=folder)
-    try:
-        with os.fdopen(handle, 'w') as stream:
-            json.dump(rows, stream, indent=2)
-            stream.write('\n')
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from mmfec.utils.atomic_write import write_atomic
+    write_atomic(path, json.dumps(rows, indent=2) + '\n')
 
 
 def main(argv=None):

@@ -73,19 +73,8 @@ def split_paths(paths):
 
 def read_images(paths):
     """uint8 BGR arrays; one-line errors for missing or undecodable files."""
-    import cv2
-    from mmfec.utils.cli import UsageError
-    images = []
-    for path in paths:
-        if not osp.isfile(path):
-            what = 'is a directory' if osp.isdir(path) else 'does not exist'
-            raise UsageError(f'cannot read image {path}: the file {what}')
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            raise UsageError(f'cannot read image {path}: OpenCV cannot decode it (use a '
-                             'JPEG, PNG, BMP, TIFF or WebP file)')
-        images.append(image)
-    return images
+    from mmfec.utils.images import read_image
+    return [read_image(path) for path in paths]
 
 
 def output_paths(images, out_dir):

@@ -44,20 +44,10 @@ LOW = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def clustering_model(arch='small', seed=0, **setting):
-    """An FEC backbone whose clustering matters (large layer scales, non-trivial alpha and
-    beta), as the CPU suite's oracle tests build it."""
-    from mmfec.models import FEC
-    torch.manual_seed(seed)
-    model = FEC(arch, **(setting or DET_SETTING))
-    model.init_weights()
-    for name, param in model.named_parameters():
-        if 'layer_scale' in name:
-            param.data.fill_(0.5)
-        elif name.endswith('sim_alpha'):
-            param.data.fill_(2.0)
-        elif name.endswith('sim_beta'):
-            param.data.fill_(-0.3)
-    return model
+    """An FEC backbone whose clustering matters, as the CPU suite's oracle tests build it
+    (the COCO setting unless ``setting`` says otherwise)."""
+    from mmfec.testing import clustering_fec
+    return clustering_fec(arch, seed, **(setting or DET_SETTING))
 
 
 def _sync(device):
@@ -357,13 +347,10 @@ def main(argv=None):
             failed += [f'{name}: {r}' for r in rows if not r.get('ok')]
     report['seconds'] = round(time.time() - start, 1)
     report['failed'] = failed
-    os.makedirs(args.out_dir, exist_ok=True)
+    from mmfec.utils.atomic_write import write_atomic
     for suffix, text in (('json', json.dumps(report, indent=1, default=str)),
                          ('md', '\n'.join(markdown))):
-        path = osp.join(args.out_dir, f'gpu_check.{suffix}')
-        with open(path + '.tmp', 'w') as f:
-            f.write(text)
-        os.replace(path + '.tmp', path)
+        write_atomic(osp.join(args.out_dir, f'gpu_check.{suffix}'), text)
     print(f"\ngpu_check: {len(failed)} failed check(s) in {report['seconds']} s; report in "
           f"{args.out_dir}/gpu_check.md and .json", flush=True)
     for line in failed:

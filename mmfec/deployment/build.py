@@ -6,13 +6,13 @@ segmentor and an MMDetection detector. Each is built from its own registry; its 
 come from a checkpoint read by mmfec's data-only loader (``import mmfec`` routes every
 mmengine load through it), and a config of any other kind is refused in one line.
 """
-import re
 import sys
 from typing import Optional, Tuple
 
 import torch.nn as nn
 
-from mmfec.utils.cli import UsageError, _first_line, check_checkpoint_path
+from mmfec.utils import model_loading
+from mmfec.utils.cli import UsageError, check_checkpoint_path
 
 BACKBONE, SEGMENTOR, DETECTOR = 'backbone', 'segmentor', 'detector'
 RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the exported model has random '
@@ -21,36 +21,13 @@ KINDS_HELP = ("an FEC backbone (model = dict(type='FEC', ...)), an MMSegmentatio
               'EncoderDecoder segmentor, or an MMDetection single-stage or two-stage detector')
 
 
-def is_backbone_config(cfg) -> bool:
-    """Whether the config's model is a bare FEC backbone."""
-    model = cfg.get('model')
-    return (isinstance(model, dict)
-            and str(model.get('type', '')).rpartition('.')[2] == 'FEC')
-
-
 def build_model(cfg) -> Tuple[nn.Module, Optional[str]]:
-    """The model of ``cfg`` from mmdet's/mmseg's registry (a bare FEC from mmengine's),
-    in eval mode, with SyncBN turned into BN; returns ``(model, scope)``."""
+    """The model of ``cfg`` (:func:`mmfec.utils.model_loading.build_model`), in eval
+    mode, with SyncBN turned into BN; returns ``(model, scope)``."""
     from mmengine.model import revert_sync_batchnorm
-
-    from mmfec.utils.cli import detect_scope, init_scope
     if not isinstance(cfg.get('model'), dict):
         raise UsageError(f'the config has no `model` to export; use {KINDS_HELP}')
-    if is_backbone_config(cfg):
-        from mmengine.registry import MODELS
-        scope = None
-    else:
-        scope = detect_scope(cfg)
-        init_scope(cfg, scope)
-        if scope == 'mmdet':
-            from mmdet.registry import MODELS
-        else:
-            from mmseg.registry import MODELS
-    try:
-        model = MODELS.build(cfg.model)
-    except Exception as error:  # a bad model section in the user's config
-        raise UsageError(f'cannot build the model of this config: {_first_line(error)}') \
-            from None
+    model, scope = model_loading.build_model(cfg)
     model = revert_sync_batchnorm(model)
     model.eval()  # not chained: some modules' train() (mmdet's ResNet) return None
     return model, scope
@@ -84,19 +61,8 @@ def load_weights(model: nn.Module, checkpoint: str, kind: str) -> str:
     ``backbone.*`` weights). A file holding none of the model's weights is an error;
     weights the file lacks stay random and are reported.
     """
-    from mmengine.runner.checkpoint import _load_checkpoint
-
-    from mmfec.models.backbones.fec import extract_state_dict
-    check_checkpoint_path(checkpoint, 'CHECKPOINT')
-    try:
-        state = extract_state_dict(_load_checkpoint(checkpoint, map_location='cpu'),
-                                   checkpoint)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
     own = model.state_dict()
-    if kind == BACKBONE and not any(key in own for key in state):
-        state = {re.sub(r'^backbone\.', '', key): value for key, value in state.items()
-                 if key.startswith('backbone.')}
+    state = model_loading.read_state_dict(checkpoint, own, kind == BACKBONE)
     kept = {key: value for key, value in state.items()
             if key in own and value.shape == own[key].shape}
     if not kept:

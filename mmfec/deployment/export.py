@@ -14,9 +14,6 @@ nothing behind.
 """
 import contextlib
 import logging
-import os
-import os.path as osp
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -108,12 +105,8 @@ def export_onnx(module: ExportModule, shape: Sequence[int], path: str,
     with torch.no_grad(), plain_ops():
         outputs = module(image)
     names = module.output_names(outputs)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.',
-                                        suffix='.tmp')
-    os.close(handle)
-    try:
+    from mmfec.utils.atomic_write import atomic_path
+    with atomic_path(path) as tmp_path:
         with torch.no_grad(), plain_ops(), _quiet_exporter():
             program = torch.onnx.export(
                 module, (image,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
@@ -123,12 +116,5 @@ def export_onnx(module: ExportModule, shape: Sequence[int], path: str,
         program.save(tmp_path, external_data=False)
         import onnx
         onnx.checker.check_model(tmp_path)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp's file is private (0600)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
     return ExportResult(path, tuple(image.shape), names,
                         [tuple(t.shape) for t in outputs], opset)

@@ -23,17 +23,11 @@ def random_input(shape: Sequence[int], seed: int = 1) -> torch.Tensor:
 
 def read_image(path: str) -> np.ndarray:
     """uint8 BGR ``[H, W, 3]`` as cv2 reads it; one-line errors for bad files."""
-    import os.path as osp
-
-    import cv2
-    if not osp.isfile(path):
-        what = 'is a directory' if osp.isdir(path) else 'does not exist'
-        raise UsageError(f'--image {path}: the file {what}')
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise UsageError(f'--image {path}: OpenCV cannot decode it (use a JPEG, PNG, BMP, '
-                         'TIFF or WebP file)')
-    return image
+    from mmfec.utils.images import read_image as read
+    try:
+        return read(path)
+    except UsageError as error:
+        raise UsageError(f'--image: {error}') from None
 
 
 def toy_scene(seed: int = 0) -> np.ndarray:

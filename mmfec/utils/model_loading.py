@@ -41,6 +41,27 @@ def build_model(cfg):
     return model, scope
 
 
+def read_state_dict(checkpoint: str, own_keys, backbone_only: bool) -> dict:
+    """The tensors of ``checkpoint`` (read by mmengine, i.e. mmfec's safe loader), with
+    the ``backbone.`` prefix stripped when ``backbone_only`` and none of ``own_keys``
+    match as they are (a detector's or segmentor's file loaded into a bare backbone).
+    One-line errors for a missing file or a file without tensors."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmfec.models.backbones.fec import extract_state_dict
+    check_checkpoint_path(checkpoint, 'CHECKPOINT')
+    try:
+        state = extract_state_dict(_load_checkpoint(checkpoint, map_location='cpu'),
+                                   checkpoint)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    own_keys = set(own_keys)
+    if backbone_only and not any(k in own_keys for k in state):
+        state = {re.sub(r'^backbone\.', '', k): v for k, v in state.items()
+                 if k.startswith('backbone.')}
+    return state
+
+
 def load_weights(model, checkpoint: str, backbone_only: bool) -> str:
     """Load ``checkpoint`` through mmengine (the safe loader mmfec installs); returns a
     one-line summary. Detector/segmentor files also load into a backbone-only model.
@@ -48,20 +69,11 @@ def load_weights(model, checkpoint: str, backbone_only: bool) -> str:
     Raises :class:`~mmfec.utils.cli.UsageError` when the file is missing or holds no
     weights of the model's FEC backbone; warns on stderr when some stay random.
     """
-    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-    from mmfec.models.backbones.fec import extract_state_dict
     from mmfec.visualization import find_backbone
-    check_checkpoint_path(checkpoint, 'CHECKPOINT')
-    try:
-        state = extract_state_dict(_load_checkpoint(checkpoint, map_location='cpu'),
-                                   checkpoint)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
     own = model.state_dict()
-    if backbone_only and not any(k in own for k in state):
-        state = {re.sub(r'^backbone\.', '', k): v for k, v in state.items()
-                 if k.startswith('backbone.')}
+    state = read_state_dict(checkpoint, own, backbone_only)
     backbone = find_backbone(model)
     prefix = next((name + '.' for name, m in model.named_modules() if m is backbone), '')
     prefix = '' if prefix == '.' else prefix

@@ -22,9 +22,6 @@ tests compare that with :func:`pixel_lineage`, which computes it from the record
 import base64
 import html
 import json
-import os
-import os.path as osp
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -149,21 +146,9 @@ def save_explorer(path: str, records: Sequence[dict], image_rgb: np.ndarray,
     """Write the explorer page to ``path`` (folders made as needed; written to a
     temporary file first, so a failure leaves nothing half-written). Returns its size
     in bytes."""
-    page = explorer_html(explorer_data(records, image_rgb, input_size, head, layers,
-                                       batch_index, title)).encode('utf-8')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.explorer-', suffix='.html', dir=folder)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return len(page)
+    from mmfec.utils.atomic_write import write_atomic
+    return write_atomic(path, explorer_html(explorer_data(
+        records, image_rgb, input_size, head, layers, batch_index, title)))
 
 
 def pixel_lineage(records: Sequence[dict], image_size: Tuple[int, int], x: int, y: int,

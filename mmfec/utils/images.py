@@ -1,0 +1,25 @@
+"""Read an image the way the tools do, with a one-line error for a bad file.
+
+Why: ``tools/visualize_clusters.py`` and ``tools/deployment/pytorch2onnx.py --image``
+both read user images with OpenCV (as mmcv's ``LoadImageFromFile`` does, BGR) and must
+say what is wrong with a path instead of failing later on ``None``.
+"""
+import os.path as osp
+
+import numpy as np
+
+from .cli import UsageError
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 BGR ``[H, W, 3]`` as ``cv2.imread`` gives it; :class:`UsageError` naming the
+    file when it is missing, a directory, or not an image OpenCV can decode."""
+    import cv2
+    if not osp.isfile(path):
+        what = 'is a directory' if osp.isdir(path) else 'does not exist'
+        raise UsageError(f'cannot read image {path}: the file {what}')
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise UsageError(f'cannot read image {path}: OpenCV cannot decode it (use a JPEG, '
+                         'PNG, BMP, TIFF or WebP file)')
+    return image
