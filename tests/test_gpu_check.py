@@ -31,6 +31,9 @@ def test_quick_cpu_run_passes_and_writes_both_reports(tmp_path):
     amp = {row['dtype']: row for row in report['amp']}
     assert set(amp) == {'fp16', 'bf16'}
     for row in amp.values():
+        if row['note'].startswith('not supported here'):  # fp16 on CPU before torch 2.4
+            assert row['dtype'] == 'fp16'
+            continue
         assert row['step_finite'] and row['grads_fp32'] and row['members_half_ulps'] <= 1
         assert row['drift_mmfec'] <= row['drift_dense']
     bench = report['bench']

@@ -29,7 +29,15 @@ refuses special ``__x__`` attributes which torch's unpickler lets a pickle
 set on an OrderedDict or a tensor.
 
 Anything else is refused with an error that names the file and the global.
+
+torch 2.1-2.4 have no ``safe_globals`` API to extend torch's restricted unpickler with.
+There torch loads through ``pickle_module=``: Python's own unpickler whose ``find_class``
+resolves a global only from the same two lists, torch's own weights-only allowlist
+(tensors, storages, dtypes, ``OrderedDict``) and the one above; the stand-ins and the
+final checks are the same.
 """
+import _compat_pickle
+import collections
 import math
 import os
 import os.path as osp
@@ -282,18 +290,82 @@ def _allowlist():
 _lock = threading.RLock()
 
 
+def _latin1_encode(text, encoding='latin1'):
+    """Stand-in for ``_codecs.encode``, which pickle protocol 2 uses for ``bytes``
+    (``encode(str, 'latin1')``); nothing else."""
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError(
+            f"{_REFUSED} _codecs.encode with {type(text).__name__}, {encoding!r} (only "
+            "str, 'latin1' is allowed)")
+    return text.encode('latin1')
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Python's unpickler resolving globals only from torch's weights-only allowlist
+    and mmfec's (torch < 2.5, which cannot extend its own restricted unpickler)."""
+
+    def find_class(self, module, name):
+        # Python 2 names (protocol < 3), mapped as pickle's own find_class maps them;
+        # the C unpickler does not show the protocol, and no Python 3 module bears a
+        # Python 2 name, so the mapping is applied to every name. The result must
+        # still be on the allowlist.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        full_name = f'{module}.{name}'
+        found = _legacy_globals().get(full_name)
+        if found is None:
+            raise pickle.UnpicklingError(
+                f'{_REFUSED} the global `{full_name}`')
+        return found
+
+
+def _legacy_globals():
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    allowed.update((name, obj) for obj, name in _allowlist())
+    allowed['_codecs.encode'] = _latin1_encode
+    # plain containers that torch >= 2.5's own weights-only list has and 2.1's lacks
+    # (a Runner's message hub pickles a Counter)
+    allowed.update({'collections.Counter': collections.Counter, 'builtins.set': set,
+                    'builtins.frozenset': frozenset})
+    return allowed
+
+
+class _RestrictedPickleModule:
+    """What ``torch.load(pickle_module=...)`` uses: ``Unpickler`` and ``load``."""
+    Unpickler = _RestrictedUnpickler
+    __name__ = 'mmfec_restricted_pickle'
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _RestrictedUnpickler(file, **kwargs).load()
+
+
+def _has_safe_globals():
+    serialization = torch.serialization
+    return all(hasattr(serialization, name) for name in (
+        'safe_globals', 'get_safe_globals', 'clear_safe_globals', 'add_safe_globals'))
+
+
+def _load_restricted(file, map_location):
+    """``torch.load`` with only the allowlisted globals resolvable."""
+    if not _has_safe_globals():  # torch 2.1-2.4
+        return torch.load(file, map_location=map_location,
+                          pickle_module=_RestrictedPickleModule, weights_only=False)
+    with _allowlist_only():
+        return torch.load(file, map_location=map_location, weights_only=True)
+
+
 @contextmanager
 def _allowlist_only():
-    """Make our allowlist the only user allowlist while we load.
+    """Make our allowlist the only user allowlist while we load (torch >= 2.5).
 
     Swapping (rather than adding) keeps a global added elsewhere in the
     process, e.g. a real ``builtins.getattr``, from shadowing ours.
     """
     serialization = torch.serialization
-    if not hasattr(serialization, 'safe_globals'):
-        raise RuntimeError(
-            f'mmfec needs torch >= 2.5 to load checkpoints safely, found '
-            f'torch {torch.__version__}; upgrade torch')
     with _lock:
         previous = serialization.get_safe_globals()
         serialization.clear_safe_globals()
@@ -459,9 +531,7 @@ def safe_torch_load(file, map_location='cpu'):
     else:
         name = getattr(file, 'name', '<in-memory checkpoint>')
     try:
-        with _allowlist_only():
-            checkpoint = torch.load(
-                file, map_location=map_location, weights_only=True)
+        checkpoint = _load_restricted(file, map_location)
         return _resolve(checkpoint, {})
     except _MALFORMED as error:
         raise _translate(error, name) from None

@@ -28,16 +28,30 @@ _LEGACY_GETTERS = {
 }
 
 
+def _takes_a_device_argument() -> bool:
+    """Whether ``torch.is_autocast_enabled`` takes a device type (torch >= 2.4). Probed
+    once here: inside a ``torch.compile`` trace torch 2.1 reports the wrong call as an
+    internal error, not as a TypeError."""
+    try:
+        torch.is_autocast_enabled('cpu')
+    except TypeError:
+        return False
+    return True
+
+
+_DEVICE_ARGUMENT = _takes_a_device_argument()
+
+
 def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     """The dtype ``torch.autocast`` casts matmuls to on ``device_type`` right now, or
     ``None`` when autocast is off there."""
-    try:
-        enabled = torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: no device argument
+    if not _DEVICE_ARGUMENT:  # torch < 2.4: one getter pair per device
         names = _LEGACY_GETTERS.get(device_type)
         if names is None or not getattr(torch, names[0])():
             return None
         return getattr(torch, names[1])()
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
     except RuntimeError:  # a device type autocast does not know (e.g. 'meta')
         return None
     return torch.get_autocast_dtype(device_type) if enabled else None
