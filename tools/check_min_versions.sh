@@ -16,6 +16,11 @@
 # mmcv 2.0.x cannot be built against torch 2.13 (its build uses -std=c++14; torch's headers
 # need C++17), so checking those two needs a BASE_VENV with an older torch and mmcv 2.0.x:
 #   MMDET=3.1.0 MMSEG=1.1.0 BASE_VENV=/path/to/that/venv bash tools/check_min_versions.sh
+# Such a BASE_VENV was made here (2026-12-01) with torch 2.1.2 (PyPI's CUDA build, run on
+# the CPU), numpy<2, opencv-python<4.11, mmengine 0.10.4, mmdet 3.1.0, mmsegmentation
+# 1.1.0, pycocotools, ftfy, regex, pytest, and mmcv 2.0.1 built with ops from its sdist
+# after changing '-std=c++14' to '-std=c++17' on line 204 of its setup.py (torch 2.1's
+# headers need C++17): `MMCV_WITH_OPS=1 pip install --no-build-isolation .` (7 min).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BASE_VENV="${BASE_VENV:-$ROOT/.venv}"
@@ -26,7 +31,9 @@ MMSEG="${MMSEG:-1.2.1}"
 TESTS=(tests/test_packaging.py tests/test_user_errors.py tests/test_model_index.py
        tests/test_demo_summary.py tests/test_fec_checkpoints.py tests/test_safe_checkpoint.py
        tests/test_detection_configs.py tests/test_segmentation_configs.py
-       tests/test_detection_training.py tests/test_segmentation_training.py)
+       tests/test_detection_training.py tests/test_segmentation_training.py
+       tests/test_fec_backbone.py tests/test_fec_matches_dense_reference.py
+       tests/test_mixed_precision.py tests/test_gpu_check.py)
 
 step() { echo "[check_min_versions] $*"; }
 if [ ! -x "$BASE_VENV/bin/python" ]; then
