@@ -187,6 +187,41 @@ def test_safe_torch_load_refuses_traps(traps):
         _assert_refused(excinfo, path, marker)
 
 
+@pytest.fixture
+def without_safe_globals_api(monkeypatch):
+    """The loader torch 2.1-2.4 get (no ``safe_globals`` API to extend torch's restricted
+    unpickler: Python's unpickler with the allowlist), forced on this torch."""
+    from mmfec.utils import safe_checkpoint
+    monkeypatch.setattr(safe_checkpoint, '_has_safe_globals', lambda: False)
+
+
+def test_without_the_safe_globals_api_traps_are_refused(without_safe_globals_api, traps):
+    for name, path, marker in traps:
+        with pytest.raises(UnsafeCheckpointError) as excinfo:
+            safe_torch_load(path)
+        _assert_refused(excinfo, path, marker)
+
+
+def test_without_the_safe_globals_api_runner_checkpoints_load(without_safe_globals_api,
+                                                              runner_ckpt):
+    checkpoint = safe_torch_load(runner_ckpt)
+    buffer = checkpoint['message_hub']['log_scalars']['train/lr']
+    assert type(buffer) is HistoryBuffer
+    reference = torch.load(runner_ckpt, weights_only=False)
+    assert buffer.current() == pytest.approx(
+        reference['message_hub']['log_scalars']['train/lr'].current())
+    assert torch.equal(checkpoint['state_dict']['fc.weight'],
+                       reference['state_dict']['fc.weight'])
+
+
+def test_protocol_2_bytes_decoder_accepts_only_latin1_text():
+    from mmfec.utils.safe_checkpoint import _latin1_encode
+    assert _latin1_encode('\xff\x00', 'latin1') == b'\xff\x00'
+    for args in ((b'x', 'latin1'), ('x', 'utf-8'), (['x'], 'latin1')):
+        with pytest.raises(pickle.UnpicklingError):
+            _latin1_encode(*args)
+
+
 def test_refusal_names_the_global(tmp_path):
     marker = tmp_path / 'marker'
     path = _save_trap(tmp_path / 'exec.pth',
