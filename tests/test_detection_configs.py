@@ -28,14 +28,7 @@ def mmdet_scope():
     register_all_modules(init_default_scope=True)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Small forward passes: on a busy 2-core machine, two OpenMP threads wait for each
-    other far longer than one thread computes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def test_all_detection_configs_are_covered():

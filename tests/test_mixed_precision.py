@@ -40,12 +40,7 @@ TINY_ARCH = dict(layers=(1, 1, 1, 1), embed_dims=(16, 32, 48, 64), mlp_ratios=(2
                  heads=(2, 2, 2, 2), head_dims=8)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def _backbone(seed=0, arch='small', **kwargs):

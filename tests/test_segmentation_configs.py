@@ -39,13 +39,7 @@ def _config(name):
     return copy.deepcopy(_LOADED[name])
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # one thread: on a busy 2-core runner more threads only fight each other
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def _build(name):

@@ -19,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE = 1000  # "a few lines" (PyTorch's dump for Small -> Base: 34,702 characters)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def _save(tmp_path, payload, name='ckpt.pth'):

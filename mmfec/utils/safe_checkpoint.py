@@ -38,6 +38,7 @@ final checks are the same.
 """
 import _compat_pickle
 import collections
+import functools
 import math
 import os
 import os.path as osp
@@ -321,7 +322,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return found
 
 
+@functools.lru_cache(maxsize=1)
 def _legacy_globals():
+    """Name -> object for every global the torch < 2.5 path resolves (built once)."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     allowed.update((name, obj) for obj, name in _allowlist())

@@ -12,7 +12,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..layers import ClusterBlock, ClusterPooling, PositionalStem
 from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict,
-                                   fec_prefixes, not_fec_message, other_prefix_message)
+                                   fec_prefixes, not_fec_message, other_prefix_message,
+                                   strip_prefix)
 
 NUM_STAGES = 4
 
@@ -215,8 +216,7 @@ class FEC(BaseModule):
         source = f'checkpoint {checkpoint}'
         known = self.arch_settings
         if prefix:
-            stripped = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                                   if k.startswith(prefix))
+            stripped = strip_prefix(state_dict, prefix)
             if not stripped:
                 prefixes = fec_prefixes(state_dict)
                 what = 'drop `prefix` for an ImageNet/backbone-only file'

@@ -137,13 +137,13 @@ def check_fec_state_dict(model, state_dict: Mapping[str, torch.Tensor], prefix: 
     own = {k: v.shape for k, v in model.state_dict().items()}
     mine = {k[len(prefix):]: v for k, v in state_dict.items()
             if k.startswith(prefix) and isinstance(v, torch.Tensor)}
-    known = type(model).arch_settings
-    model_arch = describe_arch(arch_of_settings(model.arch), known, with_key=True)
     if not any(k in own for k in mine):
         return  # nothing of this backbone here: the caller's business
     wrong = [k for k, v in mine.items() if k in own and tuple(v.shape) != tuple(own[k])]
     if not wrong:
         return
+    known = type(model).arch_settings
+    model_arch = describe_arch(arch_of_settings(model.arch), known, with_key=True)
     arch = infer_fec_arch(mine)
     stem = mine.get(STEM_KEY)
     if (arch is not None and stem is not None and STEM_KEY in wrong
