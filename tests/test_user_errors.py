@@ -117,6 +117,17 @@ def test_images_with_other_channels_name_in_channels():
         FEC('small')(torch.zeros(1, 4, 64, 64))
 
 
+def test_tools_print_an_image_error_as_one_line(capsys):
+    from mmfec.utils.cli import USAGE_EXIT_CODE, user_errors
+    with pytest.raises(SystemExit) as exit_:
+        with user_errors():
+            FEC('small')(torch.zeros(1, 1, 64, 64))
+    assert exit_.value.code == USAGE_EXIT_CODE
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith('error: FEC was built with in_channels=3')
+
+
 def test_in_channels_other_than_three_works():
     outs = FEC('small', in_channels=1)(torch.zeros(1, 1, 64, 64))
     assert [o.shape[1] for o in outs] == [32, 64, 196, 320]

@@ -23,10 +23,12 @@ class UsageError(Exception):
 
 @contextmanager
 def user_errors():
-    """Print user errors (ours, bad checkpoints) as ``error: ...``, exit 2."""
+    """Print user errors (ours, bad checkpoints, images the backbone cannot take) as
+    ``error: ...``, exit 2."""
+    from mmfec.models.backbones.fec import FECInputError
     try:
         yield
-    except (UsageError, CheckpointError) as error:
+    except (UsageError, CheckpointError, FECInputError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE)
 

@@ -18,6 +18,11 @@ from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict
 NUM_STAGES = 4
 
 
+class FECInputError(ValueError):
+    """An image the backbone cannot take (another number of channels, smaller than 32
+    pixels); mmfec's tools print it as one ``error: ...`` line."""
+
+
 def _pair(value, name: str, stage: int):
     if isinstance(value, int):
         value = (value, value)
@@ -258,14 +263,14 @@ class FEC(BaseModule):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise FECInputError(
                 f'FEC was built with in_channels={self.in_channels} and got an input of shape '
                 f'{tuple(x.shape)} (expected [batch, {self.in_channels}, height, width]); '
                 f'set the backbone\'s in_channels={x.shape[1] if x.dim() == 4 else "?"} or '
                 f'load {self.in_channels}-channel images')
         height, width = x.shape[-2:]
         if height < self.min_input_size or width < self.min_input_size:
-            raise ValueError(f'FEC needs images of at least {self.min_input_size}x'
+            raise FECInputError(f'FEC needs images of at least {self.min_input_size}x'
                              f'{self.min_input_size} pixels, got {height}x{width}')
         watch = self._check_unused_outputs and self.training and torch.is_grad_enabled()
         x = self.patch_embed(x)
