@@ -3,7 +3,7 @@
 #
 # Idempotent: a stamp file records the hash of this script; when it matches, nothing
 # is reinstalled, so a second run takes a second. The slow step (building mmcv 2.1.0
-# with ops from source, ~9 min on 2 cores) is cached by pip as a wheel.
+# with ops from source, ~7-9 min on 2 cores) is kept as a wheel in ~/.cache/mmfec.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,28 +30,56 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV" || fail "install Python 3.11 with the venv module (Debian: apt-get install python3-venv), or set PYTHON=/path/to/python3.11"
 fi
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+TORCH=2.14.1
+TORCHVISION=0.29.1
+WHEELS="${MMFEC_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmfec/wheels/torch-$TORCH}"
 
-CURRENT="pin setuptools (torch 2.13 needs >=77.0.3; mmcv and mmengine need pkg_resources, gone in 81)"
+CURRENT="pin setuptools (torch needs >=77.0.3; mmcv and mmengine need pkg_resources, gone in 81)"
 step "$CURRENT"
 "${PIP[@]}" "setuptools>=77.0.3,<81" wheel ninja psutil \
     || fail "check that PyPI is reachable (pip install setuptools)"
 
-CURRENT="install torch 2.13.0 and mmengine 0.10.7"
+CURRENT="install torch 2.14.1, torchvision 0.29.1 and mmengine 0.10.7"
 step "$CURRENT"
-"${PIP[@]}" "torch==2.13.0" "mmengine==0.10.7" "numpy>=1.24" \
-    || fail "check that PyPI is reachable; torch 2.13.0 must exist for this Python ($("$VENV/bin/python" -V))"
+# torchvision (which mmpretrain imports) needs a torch it was built with: PyPI's
+# torchvision does not import beside the local torch 2.13.0+cpu wheel. torch 2.14.1 and
+# torchvision 0.29.1 are the pair on this machine kind's disk (pip finds them there in
+# about a minute); elsewhere pip downloads them from PyPI (a CUDA build, several GB, that
+# runs on the CPU).
+"${PIP[@]}" "torch==$TORCH" "torchvision==$TORCHVISION" "mmengine==0.10.7" "numpy>=1.24" \
+    || fail "check that PyPI is reachable (or that torch $TORCH and torchvision $TORCHVISION wheels for $("$VENV/bin/python" -V) are on pip's find-links); a pip constraint file capping torch below $TORCH (pip config list) must allow it"
 
-CURRENT="build mmcv 2.1.0 with ops (first time: ~9 minutes on 2 cores; later runs use pip's wheel cache)"
+CURRENT="build mmcv 2.1.0 with ops against torch $TORCH (first time: ~7-9 minutes on 2 cores; later runs reuse the built wheel)"
 step "$CURRENT"
+# mmcv 2.1.0's setup.py compiles its ops as C++17 (C++14 in some branches), but torch
+# >= 2.14's headers require C++20. The sdist is patched to -std=c++20 and built once; the
+# wheel is kept in $WHEELS (keyed by the torch version it was built against).
 if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
-    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" --no-build-isolation "mmcv==2.1.0" \
-        || fail "mmcv needs a C++ compiler and the Python headers (Debian: apt-get install build-essential python3-dev); read the compiler error above"
+    MMCV_WHEEL="$(ls "$WHEELS"/mmcv-2.1.0-*.whl 2>/dev/null | head -n1 || true)"
+    if [ -z "$MMCV_WHEEL" ]; then
+        BUILD="$(mktemp -d)"
+        "$VENV/bin/python" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+            "mmcv==2.1.0" -d "$BUILD" \
+            || fail "check that PyPI is reachable (pip download --no-binary :all: mmcv==2.1.0)"
+        tar -xzf "$BUILD"/mmcv-2.1.0.tar.gz -C "$BUILD"
+        sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$BUILD/mmcv-2.1.0/setup.py"
+        mkdir -p "$WHEELS"
+        (cd "$BUILD/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+            "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-build-isolation \
+            --no-deps . -w "$BUILD/dist") \
+            || fail "mmcv needs a C++20 compiler (g++ >= 10) and the Python headers (Debian: apt-get install build-essential python3-dev); read the compiler error above"
+        mv "$BUILD"/dist/mmcv-2.1.0-*.whl "$WHEELS/"
+        rm -rf "$BUILD"
+        MMCV_WHEEL="$(ls "$WHEELS"/mmcv-2.1.0-*.whl | head -n1)"
+    fi
+    "${PIP[@]}" --no-deps "$MMCV_WHEEL" \
+        || fail "the cached mmcv wheel $MMCV_WHEEL does not install: delete $WHEELS and rerun"
 fi
 
-CURRENT="install mmdet 3.3.0, mmsegmentation 1.2.2 and test tools"
+CURRENT="install mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0 and test tools"
 step "$CURRENT"
-"${PIP[@]}" "torch==2.13.0" "mmcv==2.1.0" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
-    ftfy regex pycocotools pytest \
+"${PIP[@]}" "torch==$TORCH" "torchvision==$TORCHVISION" "mmcv==2.1.0" "mmdet==3.3.0" \
+    "mmsegmentation==1.2.2" "mmpretrain==1.2.0" ftfy regex pycocotools pytest ruff \
     || fail "check that PyPI is reachable; read pip's resolver message above"
 
 CURRENT="install the deployment extra (onnx, onnxruntime, onnxscript)"
@@ -81,8 +109,9 @@ step "$CURRENT"
 CURRENT="check the stack imports"
 step "$CURRENT"
 "$VENV/bin/python" - <<'PY' || fail "a package imports wrongly; rerun after: rm -rf .venv"
-import torch, mmengine, mmcv, mmcv.ops, mmdet, mmseg, onnxruntime, mmfec
-print(f"[mmfec setup] torch {torch.__version__}, mmengine {mmengine.__version__}, "
+import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, onnxruntime, mmfec
+print(f"[mmfec setup] torch {torch.__version__}, torchvision {torchvision.__version__}, "
+      f"mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}, "
       f"mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, "
       f"onnxruntime {onnxruntime.__version__}")
 PY
