@@ -104,7 +104,7 @@ def test_get_flops_backbone_config(capsys):
 
 
 def test_flop_count_includes_the_clustering_matmuls():
-    from mmfec.utils import flops
+    from mmfec.analysis import flops
     from mmfec.models import FEC
     model = FEC(dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32),
                      mlp_ratios=(2, 2, 2, 2), heads=(1, 2, 2, 2), head_dims=4),

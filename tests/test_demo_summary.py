@@ -18,7 +18,8 @@ DET_METRICS = {'coco/bbox_mAP': 0.444, 'coco/bbox_mAP_50': 0.846, 'coco/bbox_mAP
                'coco/segm_mAP': 0.592, 'coco/segm_mAP_50': 0.889, 'coco/segm_mAP_75': 0.738,
                'data_time': 0.01, 'time': 0.5}
 SEG_METRICS = {'aAcc': 98.73999786376953, 'mIoU': 97.5, 'mAcc': 98.72, 'data_time': 0.01, 'time': 0.4}
-TIMES = {'toy_data': 2.1, 'det_train': 229.4, 'det_test': 39.0, 'seg_train': 353.0,
+CLS_METRICS = {'accuracy/top1': 93.3333, 'accuracy/top2': 100.0, 'data_time': 0.01}
+TIMES = {'toy_data': 2.1, 'cls_train': 61.0, 'cls_test': 5.4, 'det_train': 229.4, 'det_test': 39.0, 'seg_train': 353.0,
          'seg_test': 32.2, 'cluster_maps': 9.6}
 
 
@@ -32,12 +33,14 @@ def _test_run(work_dir, timestamp, metrics):
 
 def _finished_demo(tmp_path, times=TIMES):
     work = tmp_path / 'work_dirs'
-    det, seg = work / 'maskrcnn_fec_toy', work / 'semfpn_fec_toy'
+    cls, det, seg = (work / 'fec_small_in1k_toy', work / 'maskrcnn_fec_toy',
+                     work / 'semfpn_fec_toy')
+    _test_run(cls, '20261201_101000', CLS_METRICS)
     _test_run(det, '20261201_101500', dict(DET_METRICS, **{'coco/bbox_mAP': 0.1}))  # older
     _test_run(det, '20261201_102000', DET_METRICS)
     _test_run(seg, '20261201_103000', SEG_METRICS)
     (det / 'vis_data').mkdir()  # a training run's scalars live elsewhere: not a test result
-    for folder, name in ((det, 'epoch_2.pth'), (seg, 'iter_100.pth')):
+    for folder, name in ((cls, 'epoch_12.pth'), (det, 'epoch_2.pth'), (seg, 'iter_100.pth')):
         (folder / name).write_bytes(b'')
         (folder / 'last_checkpoint').write_text(str(folder / name))
     (det / 'cluster_maps.png').write_bytes(b'\x89PNG')
@@ -49,6 +52,7 @@ def test_summary_shows_results_times_and_paths(tmp_path):
     work = _finished_demo(tmp_path)
     maps = work / 'maskrcnn_fec_toy' / 'cluster_maps.png'
     screen = '\n'.join(summary_lines(str(work), str(maps)))
+    assert 'top-1 93.33   top-2 100.00   (%, 4 classes)' in screen
     assert 'box AP   0.444   AP50 0.846   AP75 0.407' in screen  # the latest test run
     assert 'mask AP  0.592   AP50 0.889   AP75 0.738' in screen
     assert 'mIoU 97.50   aAcc 98.74   mAcc 98.72' in screen
@@ -57,7 +61,8 @@ def test_summary_shows_results_times_and_paths(tmp_path):
     assert str(maps) in screen and '(not written)' not in screen
     assert re.search(r'detector: train +3 min 49 s', screen)
     assert re.search(r'segmentor: test +32 s', screen)
-    assert re.search(r'total +11 min 05 s', screen)  # 665.3 s
+    assert re.search(r'classifier: train +1 min 01 s', screen)
+    assert re.search(r'total +12 min 12 s', screen)  # 731.7 s
 
 
 def test_summary_says_when_the_png_is_missing(tmp_path):

@@ -12,7 +12,7 @@ for _package in ('onnx', 'onnxscript', 'onnxruntime'):
     pytest.importorskip(_package, reason=f'{_package} is not installed: deployment needs '
                         "mmfec's deploy extra (pip install -e '.[deploy]')")
 
-from mmfec.deployment import convert  # noqa: E402
+from mmfec.apis.deploy import export_model as convert  # noqa: E402
 from mmfec.deployment.export import export_onnx  # noqa: E402
 from mmfec.deployment.verify import onnxruntime_session  # noqa: E402
 from mmfec.deployment.wrappers import BackboneExport, ExportModule  # noqa: E402

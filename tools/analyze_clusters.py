@@ -63,7 +63,7 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
     from mmfec.utils.cli import UsageError, check_data, load_config, user_errors
-    from mmfec.utils.model_loading import choose_device
+    from mmfec.apis import choose_device
 
     with user_errors():
         if args.num_images is not None and args.num_images < 1:
@@ -84,19 +84,26 @@ def run(args, cfg, device, check_data):
 
     from mmfec.analysis import (DEFAULT_IGNORE_INDEX, format_table, measure_purity,
                                 purity_dataloader_cfg)
+    from mmfec.apis import (CLASSIFIER, backbone_of, build_model, is_backbone_config,
+                            load_weights)
     from mmfec.utils.cli import UsageError
-    from mmfec.utils.model_loading import build_model, is_backbone_config, load_weights
-    from mmfec.visualization import clustering_layers, find_backbone, select_layers
+    from mmfec.visualization import clustering_layers, select_layers
     if is_backbone_config(cfg):
         raise UsageError('this is a backbone-only config: it has no val set with ground '
                          'truth; use a detection or segmentation config')
     if args.checkpoint is None:
         # as a Runner does: seed, build, init_weights (the weights training starts from)
         set_random_seed(args.seed)
-    model, scope = build_model(cfg)
+    model = build_model(cfg)
+    if model.task == CLASSIFIER:
+        raise UsageError('this is a classification config: its val set has one label per '
+                         'image, not per pixel, so there is no ground truth for cluster '
+                         'purity; use a detection or segmentation config (cluster maps: '
+                         'tools/visualize_clusters.py works with this config)')
+    scope = cfg.default_scope
     try:
         layers = [info.name for info in select_layers(
-            clustering_layers(find_backbone(model)), args.layers)]
+            clustering_layers(backbone_of(model)), args.layers)]
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
@@ -111,7 +118,7 @@ def run(args, cfg, device, check_data):
         MMLogger.get_instance('mmfec_analyze_clusters', log_level='WARNING')
         model.init_weights()
     else:
-        print(load_weights(model, args.checkpoint, backbone_only=False))
+        print(load_weights(model, args.checkpoint))
     model.to(device).eval()
     loader = Runner.build_dataloader(loader_cfg)
     dataset = loader.dataset

@@ -9,7 +9,7 @@
 FLOPs are multiply-adds (fvcore's convention, which mmengine's FlopAnalyzer follows and
 the paper's GFLOPs use); element-wise ops count zero. FEC's clustering is counted: the
 point-center similarity matmuls (``bmm``), the member sums (``scatter_add``) and the center
-pooling, see ``mmfec/utils/flops.py``. A detector is counted as mmdet's own get_flops
+pooling, see ``mmfec/analysis/flops.py``. A detector is counted as mmdet's own get_flops
 does: the network forward (backbone, neck, RPN, RoI heads on the RPN proposals), no
 post-processing. Nothing is loaded: weights are left at their initial values.
 """
@@ -26,16 +26,8 @@ if ROOT not in sys.path:
 # (classification models, head included).
 PAPER = {'small': (5.5, 1.4), 'base': (14.4, 3.4), 'large': (28.3, 6.5)}
 IMAGENET_SETTING = dict(proposal_sizes=(4, 4, 2, 2), fold_sizes=1)
-DEFAULT_SHAPES = {'backbone': (224, 224), 'detector': (800, 1216), 'segmentor': (512, 512)}
-
-
-def _load_flops_module():
-    """``mmfec/utils/flops.py`` by path (``mmfec.utils`` pulls in unrelated modules)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmfec_utils_flops', osp.join(ROOT, 'mmfec', 'utils', 'flops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DEFAULT_SHAPES = {'backbone': (224, 224), 'detector': (800, 1216), 'segmentor': (512, 512),
+                  'classifier': (224, 224)}
 
 
 def parse_args(argv=None):
@@ -63,35 +55,12 @@ def parse_args(argv=None):
 
 
 def build_from_config(path):
-    """``(kind, model, forward)``: kind is backbone/detector/segmentor; forward maps an
-    input batch to what gets counted."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    model_cfg = cfg.model
-    if model_cfg.get('type') in ('FEC', 'mmdet.FEC', 'mmseg.FEC'):
-        import mmfec  # noqa: F401  (registers FEC)
-        from mmfec.models import FEC
-        kwargs = {k: v for k, v in model_cfg.items() if k not in ('type', 'init_cfg')}
-        model = FEC(**kwargs)
-        return 'backbone', model, None
-    scope = 'mmdet' if 'roi_head' in model_cfg or 'rpn_head' in model_cfg else 'mmseg'
-    if cfg.get('default_scope') in ('mmdet', 'mmseg'):
-        scope = cfg.default_scope
-    backbone = model_cfg.get('backbone', {})
-    backbone['init_cfg'] = None  # count, don't load
-    model_cfg.pop('pretrained', None)
-    model_cfg.pop('init_cfg', None)
-    import mmfec  # noqa: F401
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    else:
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    model = MODELS.build(model_cfg)
-    kind = 'detector' if scope == 'mmdet' else 'segmentor'
-    return kind, model, None
+    """``(kind, model)``: the config's model (``mmfec.apis.build_model``: random weights,
+    nothing loaded) and its kind, backbone/detector/segmentor/classifier."""
+    from mmfec.apis import build_model
+    from mmfec.utils.cli import load_config
+    model = build_model(load_config(path))
+    return model.task, model
 
 
 def forward_for(kind, model, shape):
@@ -105,13 +74,17 @@ def forward_for(kind, model, shape):
             img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
             batch_input_shape=(height, width), scale_factor=(1.0, 1.0)))
         return lambda inputs: model._forward(inputs, [sample] * inputs.shape[0])
+    if kind == 'classifier':
+        return lambda inputs: model(inputs, mode='tensor')
     return lambda inputs: model._forward(inputs)
 
 
-def count(model, kind, shape, flops_module):
+def count(model, kind, shape):
     import torch
+
+    from mmfec.analysis.flops import count_flops
     inputs = torch.randn(1, 3, *shape)
-    return flops_module.count_flops(model, inputs, forward_for(kind, model, shape))
+    return count_flops(model, inputs, forward_for(kind, model, shape))
 
 
 def backbone_params(model, kind):
@@ -119,13 +92,13 @@ def backbone_params(model, kind):
     return None if module is None else sum(p.numel() for p in module.parameters())
 
 
-def paper_table(flops_module):
+def paper_table():
     import torch  # noqa: F401
     from mmfec.models import FEC
     rows = []
     for arch, (paper_params, paper_gflops) in PAPER.items():
         model = FEC(arch, **IMAGENET_SETTING)
-        result = count(model, 'backbone', (224, 224), flops_module)
+        result = count(model, 'backbone', (224, 224))
         dims = model.embed_dims[-1]
         head = dims * 1000 + 1000 + 2 * dims  # final GroupNorm + Linear(dims, 1000)
         out_norms = sum(2 * d for d in model.embed_dims)  # norm0/2/4/6: detection outputs
@@ -151,17 +124,23 @@ def paper_table(flops_module):
 
 def main(argv=None):
     args = parse_args(argv)
-    flops_module = _load_flops_module()
+    if importlib.util.find_spec('mmfec') is None:
+        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+    import mmfec  # noqa: F401  (registers FEC)
+    from mmfec.utils.cli import user_errors
+    with user_errors():
+        run(args)
+    return 0
+
+
+def run(args):
     if args.paper:
-        paper_table(flops_module)
+        paper_table()
     if not args.config:
-        return 0
-    if not osp.isfile(args.config):
-        print(f'error: config file {args.config} does not exist', file=sys.stderr)
-        return 2
-    kind, model, _ = build_from_config(args.config)
+        return
+    kind, model = build_from_config(args.config)
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES[kind]
-    result = count(model, kind, shape, flops_module)
+    result = count(model, kind, shape)
     bb_params = backbone_params(model, kind)
     print(f'config: {args.config} ({kind})')
     print(f'input shape: 1x3x{shape[0]}x{shape[1]}')
@@ -177,7 +156,6 @@ def main(argv=None):
         print('by operator:')
         for name, value in result['by_operator'].most_common():
             print(f'  {name}: {value / 1e9:.3f} G')
-    return 0
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Write the toy COCO and toy ADE20K sets used by the demos and tests.
+"""Write the toy COCO, ADE20K and ImageNet-layout sets used by the demos and tests.
 
-    python tools/make_toy_data.py [--out-dir data] [--only coco|ade20k] [--force]
+    python tools/make_toy_data.py [--out-dir data] [--only coco|ade20k|imagenet] [--force]
                                   [--num-train N] [--num-val N] [--seed S]
 
 Idempotent: a set whose marker file matches the requested parameters is left alone
@@ -21,25 +21,30 @@ sys.path.insert(0, str(ROOT / 'mmfec' / 'datasets'))
 
 import toy_ade20k  # noqa: E402
 import toy_coco  # noqa: E402
+import toy_imagenet  # noqa: E402
 
 SETS = {
     'coco': (toy_coco, toy_coco.ensure_toy_coco),
     'ade20k': (toy_ade20k, toy_ade20k.ensure_toy_ade20k),
+    'imagenet': (toy_imagenet, toy_imagenet.ensure_toy_imagenet),
 }
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out-dir', default=str(ROOT / 'data'),
-                        help='folder that gets toy_coco/ and toy_ade20k/ (default: %(default)s)')
+                        help='folder that gets toy_coco/, toy_ade20k/ and toy_imagenet/ '
+                        '(default: %(default)s)')
     parser.add_argument('--only', choices=sorted(SETS), help='write only this set')
     parser.add_argument('--force', action='store_true', help='regenerate even if up to date')
     parser.add_argument('--num-train', type=int, help='training images per set '
                         f'(default: coco {toy_coco.DEFAULT_NUM_TRAIN}, '
-                        f'ade20k {toy_ade20k.DEFAULT_NUM_TRAIN})')
+                        f'ade20k {toy_ade20k.DEFAULT_NUM_TRAIN}, '
+                        f'imagenet {toy_imagenet.DEFAULT_NUM_TRAIN})')
     parser.add_argument('--num-val', type=int, help='validation images per set '
                         f'(default: coco {toy_coco.DEFAULT_NUM_VAL}, '
-                        f'ade20k {toy_ade20k.DEFAULT_NUM_VAL})')
+                        f'ade20k {toy_ade20k.DEFAULT_NUM_VAL}, '
+                        f'imagenet {toy_imagenet.DEFAULT_NUM_VAL})')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     return parser.parse_args(argv)
 

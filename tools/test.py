@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Test (and evaluate) a checkpoint of a detector (mmdet) or segmentor (mmseg).
+"""Test (and evaluate) a checkpoint of a detector (mmdet), segmentor (mmseg) or
+classifier (mmpretrain).
 
 Same arguments and behaviour as MMDetection 3.3's tools/test.py; on top it
 imports mmfec (FEC registered, the checkpoint loaded as data only, never as
-code), tells from the config whether it is an mmdet or mmseg one and wires
---show/--show-dir/--out/--tta to that task's hooks and metrics.
+code), tells from the config whether it is an mmdet, mmseg or mmpretrain one
+and wires --show/--show-dir/--out/--tta to that task's hooks and metrics.
 """
 import argparse
 import importlib.util
@@ -21,8 +22,8 @@ PICKLE_SUFFIXES = ('.pkl', '.pickle')
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
-        description='Test (and evaluate) an mmdet or mmseg model (e.g. with '
-        'the FEC backbone).')
+        description='Test (and evaluate) an mmdet, mmseg or mmpretrain model '
+        '(e.g. with the FEC backbone).')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
     parser.add_argument(
@@ -65,15 +66,24 @@ def parse_args(argv=None):
 
 
 def trigger_visualization_hook(cfg, args, scope):
-    """Turn on the task's visualization hook (Det/SegVisualizationHook)."""
+    """Turn on the task's visualization hook (Det/SegVisualizationHook,
+    mmpretrain's VisualizationHook)."""
     from mmfec.utils.cli import UsageError
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
-        expected = 'DetVisualizationHook' if scope == 'mmdet' \
-            else 'SegVisualizationHook'
+        expected = {'mmdet': 'DetVisualizationHook',
+                    'mmseg': 'SegVisualizationHook'}.get(scope, 'VisualizationHook')
         raise UsageError(
             '--show/--show-dir need a visualization hook in the config: add '
             f"default_hooks.visualization = dict(type='{expected}')")
+    if scope == 'mmpretrain':  # its hook's own switches, as mmpretrain's test.py
+        hook['enable'] = True
+        if args.show:
+            hook['show'] = True
+            hook['wait_time'] = args.wait_time
+        if args.show_dir:
+            hook['out_dir'] = args.show_dir
+        return cfg
     hook['draw'] = True
     if args.show:
         hook['show'] = True
@@ -129,6 +139,22 @@ def _det_tta(cfg):
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
+def _cls_tta(cfg):
+    """mmpretrain's defaults: average the scores of the image and its flip."""
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        test_pipeline = deepcopy(cfg.test_dataloader.dataset.pipeline)
+        cfg.tta_pipeline = test_pipeline[:-1] + [dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)],
+                        [test_pipeline[-1]]])]
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
 def _seg_tta(cfg):
     """mmseg's way: the config must bring tta_model and tta_pipeline."""
     from mmfec.utils.cli import UsageError
@@ -154,7 +180,7 @@ def apply_args(cfg, args, scope):
                                 osp.splitext(osp.basename(args.config))[0])
     check_checkpoint_path(args.checkpoint, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
-    if args.out is not None and scope == 'mmdet' and \
+    if args.out is not None and scope in ('mmdet', 'mmpretrain') and \
             not args.out.endswith(PICKLE_SUFFIXES):
         raise UsageError(f'--out {args.out}: the dump file must be a .pkl '
                          'file')
@@ -168,7 +194,7 @@ def apply_args(cfg, args, scope):
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args, scope)
     if args.tta:
-        (_det_tta if scope == 'mmdet' else _seg_tta)(cfg)
+        dict(mmdet=_det_tta, mmseg=_seg_tta, mmpretrain=_cls_tta)[scope](cfg)
     return cfg
 
 
@@ -195,6 +221,7 @@ def main(argv=None):
     if importlib.util.find_spec('mmfec') is None:
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
+    from mmfec.apis import load_weights, unwrap_model
     from mmfec.utils import install_safe_checkpoint_loader
     from mmfec.utils.cli import (build_runner, check_data, finish_distributed,
                                  load_task_config, setup_cpu_distributed,
@@ -207,6 +234,9 @@ def main(argv=None):
         check_data(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg, scope)
+        # A checkpoint of another task or arch would load partly and give junk metrics:
+        # refuse it, naming what it holds (the Runner then loads it again, as always).
+        load_weights(unwrap_model(runner.model), args.checkpoint)
         if args.out is not None and args.out.endswith(PICKLE_SUFFIXES):
             add_dump_metric(runner, args.out, scope)
         runner.test()

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Train a detector (mmdet) or segmentor (mmseg) config, e.g. with FEC.
+"""Train a detector (mmdet), segmentor (mmseg) or classifier (mmpretrain)
+config, e.g. with FEC.
 
 Same arguments and behaviour as MMDetection 3.3's tools/train.py; on top it
 imports mmfec (FEC registered, checkpoints loaded as data only), tells from
-the config whether it is an mmdet or mmseg one, and checks that the data is
-on disk before building the Runner.
+the config whether it is an mmdet, mmseg or mmpretrain one, and checks that
+the data is on disk before building the Runner.
 """
 import argparse
 import importlib.util
@@ -18,8 +19,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
-        description='Train an mmdet or mmseg model (e.g. with the FEC '
-        'backbone).')
+        description='Train an mmdet, mmseg or mmpretrain model (e.g. with '
+        'the FEC backbone).')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -123,6 +124,7 @@ def main(argv=None):
     if importlib.util.find_spec('mmfec') is None:
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
+    from mmfec.apis import load_weights, unwrap_model
     from mmfec.utils import install_safe_checkpoint_loader
     from mmfec.utils.cli import (build_runner, check_data, finish_distributed,
                                  load_task_config, setup_cpu_distributed,
@@ -135,6 +137,9 @@ def main(argv=None):
         check_data(cfg, ('train_dataloader', 'val_dataloader'))
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg, scope)
+        if args.resume not in (None, 'auto'):
+            # another task's checkpoint: one line, not an optimizer traceback
+            load_weights(unwrap_model(runner.model), args.resume)
         runner.train()
         finish_distributed()
 

@@ -6,8 +6,10 @@
     python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE --out FILE.png ...
     python tools/visualize_clusters.py CONFIG [CHECKPOINT] IMAGE --html FILE.html ...
 
-CONFIG is a detection or segmentation config with an FEC backbone, or a backbone-only
-config (``model = dict(type='FEC', ...)``, e.g. configs/fec_small_backbone.py).
+CONFIG is a detection, segmentation or classification config with an FEC backbone, or a
+backbone-only config (``model = dict(type='FEC', ...)``, e.g. configs/fec_small_backbone.py).
+Each image goes through the config's own test pipeline and data preprocessor
+(``mmfec.apis.prepare_input``), as in ``tools/test.py``.
 CHECKPOINT (optional; a .pth/.pt/.ckpt/.bin file or a URL) holds trained weights. One
 PNG per image is written to DIR: the image, then one panel per chosen layer. --html
 writes the cluster explorer, one self-contained page in which pointing at a pixel
@@ -31,8 +33,8 @@ def parse_args(argv=None):
         epilog='Layers are named stage{1-4}.block{i} (clustering encodings) and '
         'pool{2-4} (clustering poolings, whose maps chain the poolings: the hierarchy). '
         'Use --list-layers to see a model\'s names and module paths.')
-    parser.add_argument('config', help='mmdet/mmseg config with an FEC backbone, or a '
-                        'backbone-only config')
+    parser.add_argument('config', help='mmdet/mmseg/mmpretrain config with an FEC '
+                        'backbone, or a backbone-only config')
     parser.add_argument('paths', nargs='*', metavar='[CHECKPOINT] IMAGE',
                         help='optional checkpoint (.pth/.pt/.ckpt/.bin/.tar or URL), '
                         'then one or more images')
@@ -54,8 +56,8 @@ def parse_args(argv=None):
     parser.add_argument('--alpha', type=float, default=0.5,
                         help='opacity of the cluster colours (default: %(default)s)')
     parser.add_argument('--native-size', action='store_true',
-                        help="feed images at their own size instead of the config's "
-                        'test-time Resize')
+                        help='feed images at their own size: leave out the resizing and '
+                        "cropping steps of the config's test pipeline")
     parser.add_argument('--list-layers', action='store_true',
                         help='print the layer names and module paths, then exit')
     return parser.parse_args(argv)
@@ -94,7 +96,7 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
     from mmfec.utils.cli import UsageError, load_config, user_errors
-    from mmfec.utils.model_loading import choose_device
+    from mmfec.apis import choose_device
 
     with user_errors():
         checkpoint, image_paths = split_paths(args.paths)
@@ -129,20 +131,14 @@ def main(argv=None):
 def run(args, cfg, checkpoint, image_paths, images, device):
     import torch
 
+    from mmfec.apis import backbone_of, build_model, load_weights, prepare_input
     from mmfec.utils.cli import UsageError
-    from mmfec.utils.model_loading import build_model, is_backbone_config, load_weights
     from mmfec.visualization import (check_head, cluster_maps, clustering_layers,
-                                     config_test_resize, find_backbone,
-                                     normalization_from_config, record_clusters,
-                                     render_figure, resized_size, save_explorer, save_png,
-                                     select_layers, to_input)
-    backbone_only = is_backbone_config(cfg)
-    model, _ = build_model(cfg)
-    try:
-        backbone = find_backbone(model)
-        layers = clustering_layers(backbone)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+                                     record_clusters, render_figure, save_explorer, save_png,
+                                     select_layers)
+    model = build_model(cfg)
+    backbone = backbone_of(model)
+    layers = clustering_layers(backbone)
     if args.list_layers:
         for info in layers:
             print(f'{info.name:16s} {info.kind:9s} {info.path}')
@@ -161,16 +157,10 @@ def run(args, cfg, checkpoint, image_paths, images, device):
     if checkpoint is None:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     else:
-        print(load_weights(model, checkpoint, backbone_only))
+        print(load_weights(model, checkpoint))
     model.to(device).eval()
-    try:
-        norm = normalization_from_config(cfg)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    resize = None if args.native_size else config_test_resize(cfg)
-    print(f'images normalised with {norm.source}; '
-          + ('fed at their own size' if resize is None else f"resized as the config's test "
-             f"Resize (scale={resize['scale']}, keep_ratio={resize['keep_ratio']})"))
+    print("images go through the config's test pipeline and data preprocessor"
+          + (' (resizing and cropping left out: --native-size)' if args.native_size else ''))
     if args.out:
         out_paths = [args.out]
     elif args.out_dir:
@@ -179,21 +169,20 @@ def run(args, cfg, checkpoint, image_paths, images, device):
     else:
         out_paths = [None] * len(image_paths)
     for path, out_path, image in zip(image_paths, out_paths, images):
-        size = resized_size(image.shape[:2], resize)
-        inputs = to_input(image, norm, size).to(device)
-        rgb = image[..., ::-1].copy()
+        prepared = prepare_input(model, image, native_size=args.native_size)
+        size = prepared.size
         with torch.no_grad():
-            records = record_clusters(backbone, inputs)
+            records = record_clusters(backbone, prepared.inputs)
         if out_path is not None:
-            maps = cluster_maps(records, rgb.shape[:2], head=args.head,
+            maps = cluster_maps(records, size, input_size=size, head=args.head,
                                 layers=[info.name for info in select_layers(layers, png_layers)])
-            save_png(out_path, render_figure(rgb, maps, alpha=args.alpha))
+            save_png(out_path, render_figure(prepared.image_rgb, maps, alpha=args.alpha))
             print(f'{path} -> {out_path} (network input {size[1]}x{size[0]}; '
                   + ', '.join(f'{m.name}: {m.num_clusters}' for m in maps) + ' clusters)')
         if args.html:
             names = [info.name for info in select_layers(layers, html_layers)]
-            written = save_explorer(args.html, records, rgb, head=args.head, layers=names,
-                                    title=osp.basename(path))
+            written = save_explorer(args.html, records, prepared.image_rgb, input_size=size,
+                                    head=args.head, layers=names, title=osp.basename(path))
             print(f'{path} -> {args.html} (cluster explorer, {len(names)} layers, '
                   f'{written} bytes)')
 

@@ -94,7 +94,8 @@ def build_full_model(kind, smoke=False):
     """Detector / segmentor from a config, weights random, nothing downloaded. ``smoke``
     cuts a detector's proposals to 64 per image (a run-through, not a measurement)."""
     from mmengine.config import Config
-    import mmfec  # noqa: F401  (registers FEC)
+
+    from mmfec.models import FEC  # noqa: F401  (registers FEC)
     if kind.startswith('det'):
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules

@@ -21,6 +21,10 @@ _DET_TYPES = {'CocoDataset', 'CocoPanopticDataset', 'LVISDataset', 'LVISV05Datas
               'BaseDetDataset', 'VOCDataset', 'XMLDataset', 'OpenImagesDataset',
               'CrowdHumanDataset', 'DeepFashionDataset', 'WIDERFaceDataset'}
 
+_CLS_TYPES = {'ImageNet', 'ImageNet21k', 'CustomDataset', 'CUB', 'Places205', 'StanfordCars',
+              'Food101', 'Caltech101', 'OxfordIIITPet', 'DTD', 'FGVCAircraft', 'SUN397',
+              'Flowers102', 'CIFAR10', 'CIFAR100', 'MNIST', 'FashionMNIST', 'VOC'}
+
 _LAYOUTS = {
     'det': ('COCO 2017 layout (CocoDataset and the other mmdet datasets)',
             """\
@@ -42,6 +46,15 @@ _LAYOUTS = {
             'ADEChallengeData2016 from '
             'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip',
             'data/toy_ade20k'),
+    'cls': ('ImageNet folder layout (ImageNet and CustomDataset: one folder per class, '
+            'no annotation files needed)',
+            """\
+  <data_root>/
+  ├── train/<class or wnid>/*.JPEG
+  └── val/<class or wnid>/*.JPEG""",
+            'ILSVRC2012 from https://image-net.org/download.php (train and val, with '
+            'val sorted into one folder per class)',
+            'data/toy_imagenet'),
 }
 
 
@@ -55,13 +68,17 @@ def _type_info(dataset_type):
 
 
 def _family(dataset_type, default_scope):
-    """'det', 'seg' or None: which layout to describe for this dataset type."""
+    """'det', 'seg', 'cls' or None: which layout to describe for this dataset type."""
     name, scope = _type_info(dataset_type)
     for prefix in (scope, default_scope or ''):
         if prefix.startswith('mmdet'):
             return 'det'
         if prefix.startswith('mmseg'):
             return 'seg'
+        if prefix.startswith('mmpretrain'):
+            return 'cls'
+    if name in _CLS_TYPES:
+        return 'cls'
     if name in _SEG_TYPES:
         return 'seg'
     if name in _DET_TYPES:
@@ -103,7 +120,15 @@ def _dataset_paths(ds):
     paths = []
     if ds.get('ann_file'):
         paths.append(('ann_file', _join(data_root, str(ds['ann_file']))))
-    for key, prefix in (ds.get('data_prefix') or {}).items():
+    data_prefix = ds.get('data_prefix') or ''
+    if isinstance(data_prefix, str):  # mmpretrain: one folder; ImageNet: `split` names it
+        split = ds.get('split')
+        if not data_prefix and isinstance(split, str) and split and data_root:
+            paths.append(('split', _join(data_root, split)))
+        elif data_prefix:
+            paths.append(('data_prefix', _join(data_root, data_prefix)))
+        data_prefix = {}
+    for key, prefix in data_prefix.items():
         if isinstance(prefix, str) and (prefix or data_root):
             paths.append((f'data_prefix.{key}', _join(data_root, prefix)))
     return [(f, p) for f, p in paths if not _is_remote(p)]
@@ -120,7 +145,7 @@ def find_missing_data(cfg):
     """Missing local paths of the config's data loaders, as a list of dicts.
 
     Each dict has ``path``, ``where`` (e.g. ``train_dataloader.dataset.ann_file``),
-    ``type`` (dataset class name), ``family`` ('det', 'seg' or None) and ``data_root``.
+    ``type`` (dataset class name), ``family`` ('det', 'seg', 'cls' or None) and ``data_root``.
     """
     cfg = _load(cfg)
     default_scope = cfg.get('default_scope')
@@ -154,7 +179,7 @@ def format_missing_data(missing):
         lines.append(f'      ({m["where"]}, {m["type"]})')
     if any(not osp.isabs(m['path']) for m in missing):
         lines.append(f'  (relative paths are read from the current directory, {os.getcwd()})')
-    families = [f for f in ('det', 'seg') if any(m['family'] == f for m in missing)]
+    families = [f for f in ('det', 'seg', 'cls') if any(m['family'] == f for m in missing)]
     for family in families:
         title, tree, download, _ = _LAYOUTS[family]
         roots = sorted({m['data_root'] for m in missing if m['family'] == family} - {''})
@@ -162,12 +187,14 @@ def format_missing_data(missing):
         lines += ['', f'Expected {title}{under}:', tree, f'Real data: {download}.']
     if not families:
         lines += ['', 'Check data_root, ann_file and data_prefix of the datasets above.']
-    toy = [_LAYOUTS[f][3] for f in families] or ['data/toy_coco', 'data/toy_ade20k']
+    toy = [_LAYOUTS[f][3] for f in families] or ['data/toy_coco', 'data/toy_ade20k',
+                                                 'data/toy_imagenet']
     lines += ['',
               f'Or make the small synthetic toy data instead (seconds, no download), '
               f'from the mmfec repository root:',
               f'  {TOY_COMMAND}',
-              f'It writes data/toy_coco (COCO layout) and data/toy_ade20k (ADE20K layout); '
+              f'It writes data/toy_coco (COCO layout), data/toy_ade20k (ADE20K layout) and '
+              f'data/toy_imagenet (ImageNet folder layout); '
               f'then use a config whose data_root is {" or ".join(t + "/" for t in toy)}.']
     return '\n'.join(lines)
 

@@ -120,7 +120,7 @@ def _background(rng, size):
     return base + cv2.resize(wash, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def _render_image(rng, size):
+def render_scene(rng, size):
     """One image (uint8 BGR) and its objects as (shape kind, uint8 mask, polygon)."""
     img = _background(rng, size)
     objects, placed = [], []
@@ -175,7 +175,7 @@ def _write_split(root, split, num, seed, size):
         rng = np.random.default_rng([seed, stream, i])
         image_id = first_id + i
         file_name = f'{image_id:012d}.jpg'
-        img, objects = _render_image(rng, size)
+        img, objects = render_scene(rng, size)
         if not cv2.imwrite(str(root / split / file_name), img, jpeg):
             raise OSError(f'cv2 could not write {root / split / file_name}; '
                           'check free disk space and that opencv has JPEG support')

@@ -1,19 +1,20 @@
-"""Config + checkpoint -> verified ONNX file: what ``tools/deployment/pytorch2onnx.py`` does.
+"""Built model -> verified ONNX file: what ``tools/deployment/pytorch2onnx.py`` does after
+``mmfec.apis.init_model``.
 
-Steps: check the arguments (before anything slow), build the config's model and load its
-weights, wrap it (:mod:`.wrappers`), export at the one requested size (:mod:`.export`),
-and with ``verify`` compare onnxruntime with PyTorch (:mod:`.verify`).
+Steps: check the arguments (before anything slow), wrap the model (:mod:`.wrappers`),
+export at the one requested size (:mod:`.export`), and with verification inputs compare
+onnxruntime with PyTorch (:mod:`.verify`).
 """
 import importlib.util
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-from mmfec.utils.cli import UsageError, check_checkpoint_path, load_config
-
-from .build import SEGMENTOR, load_model
+from ..utils.cli import UsageError, check_checkpoint_path
+from ..utils.images import read_image
+from ..utils.tasks import CLASSIFIER, SEGMENTOR
 from .export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from .wrappers import wrap
 
@@ -53,43 +54,42 @@ def check_arguments(shape: Sequence[int], output_file: str, opset: int,
     if verify:
         _require(VERIFY_PACKAGES, '--verify')
         if image is not None:
-            from .inputs import read_image
-            read_image(image)  # a bad file fails now, not after the export
+            try:
+                read_image(image)  # a bad file fails now, not after the export
+            except UsageError as error:
+                raise UsageError(f'--image: {error}') from None
 
 
-def convert(config: str, checkpoint: Optional[str], shape: Sequence[int], output_file: str,
-            verify: bool = False, opset: int = DEFAULT_OPSET, image: Optional[str] = None,
-            repeats: int = 5, threads: Optional[int] = None, cfg_options=None,
-            log=print):
-    """Export ``config``'s model (with ``checkpoint``'s weights) to ``output_file``.
+def convert(model: torch.nn.Module, task: str, shape: Sequence[int], output_file: str,
+            verify_inputs: Optional[Dict[str, torch.Tensor]] = None,
+            opset: int = DEFAULT_OPSET, repeats: int = 5, threads: Optional[int] = None,
+            name: str = 'the model', log=print):
+    """Export ``model`` (a built, loaded model of ``task``: 'backbone', 'segmentor',
+    'detector' or 'classifier', e.g. from ``mmfec.apis.init_model``) to
+    ``output_file`` at input ``shape`` ``(H, W)``.
 
-    Returns the :class:`.export.ExportResult` and, with ``verify``, the
-    :class:`.verify.VerifyReport` (else ``None``). Every line the tool prints goes
-    through ``log``; user mistakes raise :class:`~mmfec.utils.cli.UsageError`.
+    With ``verify_inputs`` (``{label: [1, 3, H, W] tensor}``, preprocessed as the graph
+    expects) onnxruntime is compared with PyTorch on each. Returns the
+    :class:`.export.ExportResult` and the :class:`.verify.VerifyReport` (else ``None``).
+    Every line goes through ``log``.
     """
-    check_arguments(shape, output_file, opset, checkpoint, verify, repeats, image)
-    cfg = load_config(config, cfg_options)
-    torch.manual_seed(0)  # random weights (no checkpoint) are the same in every run
-    model, kind, _ = load_model(cfg, checkpoint)
-    module = wrap(model, kind)
+    module = wrap(model, task)
     start = time.perf_counter()
     result = export_onnx(module, shape, output_file, opset)
     size_mib = osp.getsize(result.path) / 2**20
     outputs = ', '.join(f'{n} {list(s)}' for n, s in zip(result.output_names,
                                                          result.output_shapes))
-    log(f'exported the {kind} of {config} to {result.path} ({size_mib:.1f} MiB, opset '
+    log(f'exported the {task} of {name} to {result.path} ({size_mib:.1f} MiB, opset '
         f'{result.opset}, {time.perf_counter() - start:.0f} s): {result.input_shape[0]}x'
         f'{result.input_shape[1]}x{result.input_shape[2]}x{result.input_shape[3]} input -> '
         f'{outputs}')
-    if not verify:
+    if not verify_inputs:
         return result, None
-    from .inputs import image_input, random_input
     from .verify import format_report
     from .verify import verify as run_verify
-    real, description = image_input(cfg, shape, image)
-    report = run_verify(module, result.path, result.output_names,
-                        {'random input': random_input(shape), description: real},
-                        segmentor=kind == SEGMENTOR, repeats=repeats, threads=threads)
+    labels = {SEGMENTOR: 'pixel', CLASSIFIER: 'image'}.get(task)
+    report = run_verify(module, result.path, result.output_names, verify_inputs,
+                        labels=labels, repeats=repeats, threads=threads)
     for line in format_report(report):
         log(line)
     return result, report

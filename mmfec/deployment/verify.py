@@ -60,6 +60,7 @@ class Comparison:
     outputs: List[OutputAgreement]
     labels: Optional[LabelAgreement] = None
     against: str = ONNXRUNTIME
+    unit: Optional[str] = None  # what a label belongs to: 'pixel' or 'image'
 
     @property
     def max_diff(self) -> float:
@@ -119,7 +120,8 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray,
 
 
 def label_agreement(ref_logits: np.ndarray, got_logits: np.ndarray) -> LabelAgreement:
-    """Per-pixel arg-max over the class dim (1) of ``[1, K, H, W]`` logits."""
+    """Arg-max over the class dim (1) of ``[1, K, H, W]`` (per pixel) or ``[1, K]`` (per
+    image) logits."""
     ref_labels, got_labels = ref_logits.argmax(1), got_logits.argmax(1)
     flipped = ref_labels != got_labels
     margin = 0.0
@@ -148,7 +150,7 @@ def time_alternating(runs: Sequence[Callable[[], object]], repeats: int,
 
 
 def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
-           inputs: Dict[str, torch.Tensor], segmentor: bool = False, repeats: int = 5,
+           inputs: Dict[str, torch.Tensor], labels: Optional[str] = None, repeats: int = 5,
            threads: Optional[int] = None, input_name: str = 'input') -> VerifyReport:
     """Compare the graph at ``path`` (and, for scale, PyTorch's plain-ops path) with
     ``module`` on every input, then time PyTorch and onnxruntime.
@@ -158,7 +160,8 @@ def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
         path: the ``.onnx`` file.
         output_names: the graph's outputs, in ``module``'s order.
         inputs: ``{label: [1, 3, H, W] tensor}``; the last one is also timed.
-        segmentor: also compare the per-pixel labels of the (single) logits output.
+        labels: 'pixel' (segmentor) or 'image' (classifier): also compare the arg-max
+            labels of the first output (logits ``[1, K, H, W]`` or ``[1, K]``).
         repeats: timed runs per runtime (after one warm-up run).
         threads: threads for both runtimes (default: PyTorch's current number).
     """
@@ -176,8 +179,8 @@ def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
             got = session.run(list(output_names), {input_name: image.numpy()})
             for against, other in ((ONNXRUNTIME, got), (PLAIN_PATH, plain)):
                 outputs = [compare_output(n, r, g) for n, r, g in zip(output_names, ref, other)]
-                labels = label_agreement(ref[0], other[0]) if segmentor else None
-                comparisons.append(Comparison(label, outputs, labels, against))
+                agreement = label_agreement(ref[0], other[0]) if labels else None
+                comparisons.append(Comparison(label, outputs, agreement, against, labels))
         feed = {input_name: image.numpy()}
         with torch.no_grad():
             torch_latency, ort_latency = time_alternating(
@@ -201,10 +204,11 @@ def format_report(report: VerifyReport) -> List[str]:
                      f'{RTOL:g} relative')
         if comp.labels is not None:
             lab = comp.labels
-            line = (f'{what}: {100 * lab.same_share:.4f}% of pixels have the same '
+            unit = comp.unit or 'pixel'
+            line = (f'{what}: {100 * lab.same_share:.4f}% of {unit}s have the same '
                     f'label ({lab.flipped} of {lab.pixels} differ')
             if lab.flipped:
-                line += (f'; PyTorch\'s own top-2 logit margin at those pixels is at most '
+                line += (f'; PyTorch\'s own top-2 logit margin at those {unit}s is at most '
                          f'{lab.max_flipped_margin:.3g}')
             lines.append(line + ')')
     t, o = report.torch_latency, report.ort_latency

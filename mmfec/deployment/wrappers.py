@@ -1,6 +1,6 @@
 """What an exported graph computes: one image tensor in, plain tensors out.
 
-Why: mmdet/mmseg models take data samples and return data samples; an ONNX graph takes
+Why: mmdet/mmseg/mmpretrain models take data samples and return data samples; an ONNX graph takes
 and returns tensors. Each wrapper below is the tensor-only part of one kind of model,
 with a name for every output, in the order the model produces them:
 
@@ -12,7 +12,9 @@ with a name for every output, in the order the model produces them:
   order, class scores of every level, then box deltas of every level;
 * two-stage detector (Mask R-CNN): -> the neck's feature maps and the RPN head's raw
   outputs. Proposals and the RoI heads are not part of the graph (docs/deployment.md
-  says why).
+  says why);
+* classifier (mmpretrain ``ImageClassifier``): -> ``logits`` ``[1, num_classes]``, what
+  ``model(x, mode='tensor')`` gives (before softmax).
 
 The input is the preprocessed image: colour order, mean and std as the config's
 ``data_preprocessor``, any resizing and padding already done.
@@ -22,7 +24,7 @@ from typing import List, Tuple
 import torch.nn as nn
 from torch import Tensor
 
-from .build import BACKBONE, DETECTOR, SEGMENTOR
+from ..utils.tasks import BACKBONE, CLASSIFIER, DETECTOR, SEGMENTOR
 
 
 class ExportModule(nn.Module):
@@ -94,8 +96,50 @@ class TwoStageDetectorExport(ExportModule):
                 + [f'rpn_bbox_pred_{i}' for i in range(levels)])
 
 
+class ClassifierExport(ExportModule):
+    """An mmpretrain ``ImageClassifier``: the head's logits (before softmax)."""
+
+    def forward(self, image: Tensor) -> Tuple[Tensor]:
+        return (self.model(image, mode='tensor'),)
+
+    def output_names(self, outputs):
+        return ['logits']
+
+
+KINDS_HELP = ("an FEC backbone (model = dict(type='FEC', ...)), an MMSegmentation "
+              'EncoderDecoder segmentor, an MMDetection single-stage or two-stage detector, or '
+              'an MMPretrain ImageClassifier')
+
+
+def _exportable(model: nn.Module, kind: str) -> bool:
+    from ..models import FEC
+    if kind == BACKBONE:
+        return isinstance(model, FEC)
+    try:
+        if kind == SEGMENTOR:
+            from mmseg.models.segmentors import EncoderDecoder
+            return isinstance(model, EncoderDecoder)
+        if kind == DETECTOR:
+            from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
+            return isinstance(model, (SingleStageDetector, TwoStageDetector))
+        if kind == CLASSIFIER:
+            from mmpretrain.models import ImageClassifier
+            return isinstance(model, ImageClassifier)
+    except ImportError:
+        return False
+    return False
+
+
 def wrap(model: nn.Module, kind: str) -> ExportModule:
-    """The export module for a built model of ``kind`` (see :func:`.build.model_kind`)."""
+    """The export module for a built model of ``kind`` ('backbone', 'segmentor',
+    'detector' or 'classifier', as ``mmfec.apis.model_task`` says); a one-line error for
+    a model this tool cannot export."""
+    if not _exportable(model, kind):
+        from ..utils.cli import UsageError
+        raise UsageError(f'cannot export a {type(model).__name__}: this tool exports '
+                         f'{KINDS_HELP}')
+    if kind == CLASSIFIER:
+        return ClassifierExport(model)
     if kind == BACKBONE:
         return BackboneExport(model)
     if kind == SEGMENTOR:
@@ -105,4 +149,5 @@ def wrap(model: nn.Module, kind: str) -> ExportModule:
         if isinstance(model, TwoStageDetector):
             return TwoStageDetectorExport(model)
         return SingleStageDetectorExport(model)
-    raise ValueError(f'unknown model kind {kind!r}')
+    raise ValueError(f'unknown model kind {kind!r}; expected one of {BACKBONE}, {SEGMENTOR}, '
+                     f'{DETECTOR}, {CLASSIFIER}')

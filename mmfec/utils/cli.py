@@ -1,18 +1,22 @@
 """What tools/train.py and tools/test.py share: scope detection, clear errors.
 
-Why: one set of tools serves MMDetection and MMSegmentation configs, so they
-must find out which one a config belongs to (to pick registries, hooks and
-metrics), and a user mistake must end in one ``error: ...`` line with exit
-code 2, not in a traceback.
+Why: one set of tools serves MMDetection, MMSegmentation and MMPretrain
+configs, so they must find out which one a config belongs to (to pick
+registries, hooks and metrics), and a user mistake must end in one
+``error: ...`` line with exit code 2, not in a traceback.
 """
+import importlib
+import importlib.util
 import os.path as osp
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
 
+from .errors import InputError
 from .safe_checkpoint import CheckpointError
 
-SCOPES = ('mmdet', 'mmseg')
+SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation', 'mmpretrain': 'classification'}
 USAGE_EXIT_CODE = 2
 _CONFIG_SUFFIXES = ('.py', '.json', '.yaml', '.yml')
 
@@ -25,10 +29,9 @@ class UsageError(Exception):
 def user_errors():
     """Print user errors (ours, bad checkpoints, images the backbone cannot take) as
     ``error: ...``, exit 2."""
-    from mmfec.models.backbones.fec import FECInputError
     try:
         yield
-    except (UsageError, CheckpointError, FECInputError) as error:
+    except (UsageError, CheckpointError, InputError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE)
 
@@ -70,23 +73,25 @@ def _scope_of_type(model_type):
     return getattr(model_type, '__module__', '').partition('.')[0] or None
 
 
+def _scope_modules(scope):
+    """``(MODELS, RUNNERS, register_all_modules)`` of an OpenMMLab task package; raises
+    ImportError when it is not installed."""
+    registry = importlib.import_module(f'{scope}.registry')
+    utils = importlib.import_module(f'{scope}.utils')
+    return registry.MODELS, registry.RUNNERS, utils.register_all_modules
+
+
 def _registered_in(scope, model_type):
     """Whether ``scope``'s own MODELS registry (not a parent) has the type."""
-    try:
-        if scope == 'mmdet':
-            from mmdet.registry import MODELS
-            from mmdet.utils import register_all_modules
-        else:
-            from mmseg.registry import MODELS
-            from mmseg.utils import register_all_modules
-    except ImportError:
+    if importlib.util.find_spec(scope) is None:
         return False
+    models, _, register_all_modules = _scope_modules(scope)
     register_all_modules(init_default_scope=False)
-    return model_type in MODELS.module_dict
+    return model_type in models.module_dict
 
 
 def detect_scope(cfg):
-    """Return 'mmdet' or 'mmseg' for a config (``Config`` or plain dict).
+    """Return 'mmdet', 'mmseg' or 'mmpretrain' for a config (``Config`` or dict).
 
     The config's ``default_scope`` decides when set; otherwise the scope
     whose MODELS registry has ``model.type``.
@@ -96,14 +101,14 @@ def detect_scope(cfg):
         if scope not in SCOPES:
             raise UsageError(
                 f'default_scope={scope!r} in the config is not supported; '
-                f'mmfec tools serve {" and ".join(SCOPES)} configs')
+                f'mmfec tools serve {", ".join(SCOPES)} configs')
         return scope
     model = cfg.get('model')
     model_type = model.get('type') if isinstance(model, Mapping) else None
     if model_type is None:
         raise UsageError('the config sets neither default_scope nor '
-                         'model.type; add default_scope = "mmdet" (detection) '
-                         'or "mmseg" (segmentation)')
+                         'model.type; add default_scope = "mmdet" (detection), '
+                         '"mmseg" (segmentation) or "mmpretrain" (classification)')
     named = _scope_of_type(model_type)
     if named is not None:
         if named in SCOPES:
@@ -113,30 +118,28 @@ def detect_scope(cfg):
         found = [s for s in SCOPES if _registered_in(s, model_type)]
     if len(found) == 1:
         return found[0]
-    where = ('both mmdet and mmseg register' if found else
-             'neither mmdet nor mmseg registers')
+    where = (f'{" and ".join(found)} all register' if found else
+             f'none of {", ".join(SCOPES)} registers')
     raise UsageError(f'cannot tell the task of this config: {where} model '
-                     f'type {model_type!r}; add default_scope = "mmdet" or '
-                     '"mmseg" to the config')
+                     f'type {model_type!r}; add default_scope = "mmdet", '
+                     '"mmseg" or "mmpretrain" to the config')
 
 
 def init_scope(cfg, scope):
     """Register ``scope``'s modules and make it the config's default scope."""
     try:
-        if scope == 'mmdet':
-            from mmdet.utils import register_all_modules
-        else:
-            from mmseg.utils import register_all_modules
+        _, _, register_all_modules = _scope_modules(scope)
     except ImportError as error:
-        raise UsageError(f'this is an {scope} config, but {scope} cannot be '
-                         f'imported ({error}); install it (make setup)') \
-            from None
+        extra = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}[scope]
+        raise UsageError(f'this is a {TASKS[scope]} config, but {scope} cannot be '
+                         f'imported ({error}); install it: pip install -e ".[{extra}]" '
+                         '(or make setup)') from None
     register_all_modules(init_default_scope=True)
     cfg.default_scope = scope
 
 
 def load_task_config(path, cfg_options=None):
-    """Config plus its task scope ('mmdet'/'mmseg'), registries ready.
+    """Config plus its task scope ('mmdet'/'mmseg'/'mmpretrain'), registries ready.
 
     What train.py and test.py both do before their own overrides.
     """
@@ -184,11 +187,8 @@ def build_runner(cfg, scope):
     from mmengine.runner import Runner
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
-    if scope == 'mmdet':
-        from mmdet.registry import RUNNERS
-    else:
-        from mmseg.registry import RUNNERS
-    return RUNNERS.build(cfg)
+    _, runners, _ = _scope_modules(scope)
+    return runners.build(cfg)
 
 
 def setup_cpu_distributed(cfg):

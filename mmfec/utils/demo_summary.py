@@ -3,14 +3,16 @@ where its checkpoints and cluster maps are.
 
     python -m mmfec.utils.demo_summary WORK_DIR [--cluster-maps FILE.png]
 
-``tools/run_demo.sh`` trains and tests the toy detector in ``WORK_DIR/maskrcnn_fec_toy``
-and the toy segmentor in ``WORK_DIR/semfpn_fec_toy``, and writes the wall time of each
-part to ``WORK_DIR/demo_times.tsv``. This module reads what the OpenMMLab tools left
+``tools/run_demo.sh`` trains and tests the toy classifier in
+``WORK_DIR/fec_small_in1k_toy``, the toy detector in ``WORK_DIR/maskrcnn_fec_toy`` and the
+toy segmentor in ``WORK_DIR/semfpn_fec_toy``, and writes the wall time of each part to
+``WORK_DIR/demo_times.tsv``. This module reads what the OpenMMLab tools left
 there and prints one screen:
 
 * the metrics of the latest test run of each work dir: mmengine's ``LoggerHook`` writes
   them to ``<work dir>/<timestamp>/<timestamp>.json`` at the end of ``tools/test.py``
-  (mmdet's ``CocoMetric``: ``coco/bbox_mAP``, ...; mmseg's ``IoUMetric``: ``mIoU``, ...);
+  (mmpretrain's ``Accuracy``: ``accuracy/top1``, ...; mmdet's ``CocoMetric``:
+  ``coco/bbox_mAP``, ...; mmseg's ``IoUMetric``: ``mIoU``, ...);
 * the checkpoint named in ``<work dir>/last_checkpoint`` (mmengine's ``CheckpointHook``);
 * the times, one ``part<TAB>seconds`` line each.
 """
@@ -23,11 +25,14 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 TIMES_FILE = 'demo_times.tsv'
+CLASSIFIER_DIR = 'fec_small_in1k_toy'
 DETECTOR_DIR = 'maskrcnn_fec_toy'
 SEGMENTOR_DIR = 'semfpn_fec_toy'
 # (label in the summary, key written by tools/run_demo.sh)
 PARTS = (
     ('toy data', 'toy_data'),
+    ('classifier: train', 'cls_train'),
+    ('classifier: test', 'cls_test'),
     ('detector: train', 'det_train'),
     ('detector: test', 'det_test'),
     ('segmentor: train', 'seg_train'),
@@ -108,14 +113,22 @@ def _path(path: Optional[str]) -> str:
 def summary_lines(work_dir: str, cluster_maps: Optional[str] = None) -> List[str]:
     """The summary screen, as lines. Raises :class:`DemoResultsError` when a test result
     is missing (a part of the demo failed)."""
+    cls_dir = osp.join(work_dir, CLASSIFIER_DIR)
     det_dir = osp.join(work_dir, DETECTOR_DIR)
     seg_dir = osp.join(work_dir, SEGMENTOR_DIR)
+    cls, cls_json = latest_test_metrics(cls_dir)
     det, det_json = latest_test_metrics(det_dir)
     seg, seg_json = latest_test_metrics(seg_dir)
     times = read_times(osp.join(work_dir, TIMES_FILE))
     total = sum(times.get(key, 0.0) for _, key in PARTS) if times else None
     rule = '=' * WIDTH
     lines = [rule, 'mmfec demo: FEC-Small trained from scratch on the toy data (CPU)', rule,
+             'Classifier on the toy ImageNet-layout val set (configs/fec_small_in1k_toy.py)',
+             f'  top-1 {_metric(cls, "accuracy/top1", 2)}   top-2 '
+             f'{_metric(cls, "accuracy/top2", 2)}   (%, 4 classes)',
+             f'  checkpoint  {_path(last_checkpoint(cls_dir))}',
+             f'  metrics     {_path(cls_json)}',
+             '',
              'Mask R-CNN on toy COCO val (configs/maskrcnn_fec_toy.py)',
              f'  box AP   {_metric(det, "coco/bbox_mAP")}   AP50 '
              f'{_metric(det, "coco/bbox_mAP_50")}   AP75 {_metric(det, "coco/bbox_mAP_75")}',

@@ -23,3 +23,15 @@ def read_image(path: str) -> np.ndarray:
         raise UsageError(f'cannot read image {path}: OpenCV cannot decode it (use a JPEG, '
                          'PNG, BMP, TIFF or WebP file)')
     return image
+
+
+def resize_image(image: np.ndarray, size) -> np.ndarray:
+    """``image`` resized to ``(h, w)``: area averaging when shrinking, bilinear when
+    enlarging (cv2)."""
+    import cv2
+    height, width = (int(s) for s in size)
+    if (height, width) == image.shape[:2]:
+        return image
+    shrink = height < image.shape[0]
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

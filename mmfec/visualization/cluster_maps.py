@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..models.find_backbone import find_backbone  # noqa: F401  (re-exported)
+
 DEFAULT_LAYERS = 'default'
 ALL_LAYERS = 'all'
 STEM_STRIDE = 4
@@ -126,22 +128,6 @@ def select_layers(layers: Sequence[LayerInfo], requested=None) -> List[LayerInfo
                              f"(or '{DEFAULT_LAYERS}', '{ALL_LAYERS}', or a module path)")
         chosen.extend(p for p in picks if p not in chosen)
     return chosen
-
-
-def find_backbone(model: nn.Module) -> nn.Module:
-    """The module that holds the clustering layers: ``model`` itself for a bare FEC, the
-    ``backbone`` of a detector/segmentor, else the first FEC found inside ``model``."""
-    from mmfec.models import FEC
-    if isinstance(model, FEC):
-        return model
-    backbone = getattr(model, 'backbone', None)
-    if isinstance(backbone, FEC):
-        return backbone
-    for module in model.modules():
-        if isinstance(module, FEC):
-            return module
-    raise ValueError(f'{type(model).__name__} has no FEC backbone; cluster maps need a '
-                     "model built with dict(type='FEC', ...) as its backbone")
 
 
 @torch.no_grad()

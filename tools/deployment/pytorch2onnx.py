@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Export an FEC model (bare backbone, segmentor or detector) to ONNX; check it with
-onnxruntime.
+"""Export an FEC model (bare backbone, segmentor, detector or classifier) to ONNX; check
+it with onnxruntime.
 
     python tools/deployment/pytorch2onnx.py CONFIG [CHECKPOINT] --shape H W \
         --output-file FILE.onnx [--verify [--image IMAGE] [--repeats N]] [--opset N]
@@ -8,7 +8,7 @@ onnxruntime.
 The graph takes the preprocessed image ``[1, 3, H, W]`` (one static size per file) and
 returns: a backbone's stage features; a segmentor's logits ``[1, classes, H, W]``; a
 RetinaNet's class scores and box deltas per level; a two-stage detector's neck features
-and RPN outputs. Guide: docs/deployment.md. Needs ``pip install -e '.[deploy]'``.
+and RPN outputs; a classifier's logits ``[1, classes]``. Guide: docs/deployment.md. Needs ``pip install -e '.[deploy]'``.
 """
 import argparse
 import importlib.util
@@ -21,9 +21,10 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
-        description='Export an FEC backbone, segmentor or detector to ONNX at one input '
-        'size, and optionally verify it against PyTorch with onnxruntime.')
-    parser.add_argument('config', help='backbone-only, mmseg or mmdet config file')
+        description='Export an FEC backbone, segmentor, detector or classifier to ONNX at '
+        'one input size, and optionally verify it against PyTorch with onnxruntime.')
+    parser.add_argument('config', help='backbone-only, mmseg, mmdet or mmpretrain config '
+                        'file')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='trained weights (file or URL); without it the weights are '
                         'random (a warning says so)')
@@ -41,7 +42,8 @@ def parse_args(argv=None):
                         'latencies')
     parser.add_argument('--image', metavar='IMAGE',
                         help='with --verify: the real image (default: a synthetic toy '
-                        'scene), resized to H x W and normalised as the config says')
+                        'scene), resized to H x W and normalised by the config\'s data '
+                        'preprocessor')
     parser.add_argument('--repeats', type=int, default=5,
                         help='with --verify: timed runs per runtime, median reported '
                         '(default: %(default)s)')
@@ -58,12 +60,12 @@ def main(argv=None):
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     args = parse_args(argv)
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.deployment import convert
+    from mmfec.apis.deploy import export_model
     from mmfec.utils.cli import user_errors
     with user_errors():
-        convert(args.config, args.checkpoint, args.shape, args.output_file,
-                verify=args.verify, opset=args.opset, image=args.image,
-                repeats=args.repeats, threads=args.threads, cfg_options=args.cfg_options)
+        export_model(args.config, args.checkpoint, args.shape, args.output_file,
+                     verify=args.verify, opset=args.opset, image=args.image,
+                     repeats=args.repeats, threads=args.threads, cfg_options=args.cfg_options)
     return 0
 
 

@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ...utils.errors import InputError
 from ..layers import ClusterBlock, ClusterPooling, PositionalStem
 from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict,
                                    fec_prefixes, not_fec_message, other_prefix_message,
@@ -18,7 +19,7 @@ from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict
 NUM_STAGES = 4
 
 
-class FECInputError(ValueError):
+class FECInputError(InputError):
     """An image the backbone cannot take (another number of channels, smaller than 32
     pixels); mmfec's tools print it as one ``error: ...`` line."""
 

@@ -1,0 +1,5 @@
+# FEC-Base image classifier on ImageNet-1k: configs/fec_small_in1k.py with the Base
+# architecture (channels 64, 128, 320, 512; the head reads 512).
+_base_ = ['./fec_small_in1k.py']
+
+model = dict(backbone=dict(arch='base'), head=dict(in_channels=512))
