@@ -16,7 +16,7 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='UnusedOutputsHook')]
 
 model = dict(
     # MMPretrain's ImageClassifier that also reads the official release's checkpoints

@@ -5,9 +5,10 @@
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
 # mmfec registers FEC; mmfec.engine registers RNGStateHook, which stores the RNG states in
-# each checkpoint so that --resume continues exactly like an uninterrupted run.
+# each checkpoint so that --resume continues exactly like an uninterrupted run, and
+# UnusedOutputsHook, which reports in one line an FEC output the neck never reads.
 custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='UnusedOutputsHook')]
 
 model = dict(
     backbone=dict(

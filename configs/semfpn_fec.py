@@ -14,7 +14,9 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
 ]
-custom_imports = dict(imports=['mmfec'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
+# UnusedOutputsHook: one line at the first step if the neck leaves an FEC output unread
+custom_hooks = [dict(type='UnusedOutputsHook')]
 
 crop_size = (512, 512)
 # Training batches are padded to the crop size (as in every mmseg config). Testing has

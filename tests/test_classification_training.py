@@ -150,3 +150,15 @@ def test_fine_tuning_config_reinitialises_the_head_and_trains(toy_root, tmp_path
     assert 'converted the official FEC checkpoint' in log
     assert 'left at its init' in log
     assert 0.0 <= _metrics(tmp_path / 'work')['accuracy/top1'] <= 100.0
+
+
+@pytest.mark.slow
+def test_cluster_maps_and_explorer_of_the_trained_classifier(trained, toy_root, tmp_path):
+    image = sorted((toy_root / 'val' / 'ring').glob('*.JPEG'))[0]
+    result = _run('tools/visualize_clusters.py', 'configs/fec_small_in1k_toy.py',
+                  trained / 'epoch_1.pth', image, '--out', tmp_path / 'maps.png',
+                  '--html', tmp_path / 'page.html')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'network input 64x64' in result.stdout  # the config's CenterCrop(64)
+    assert (tmp_path / 'maps.png').stat().st_size > 1000
+    assert b'<html' in (tmp_path / 'page.html').read_bytes()[:500].lower()

@@ -187,3 +187,16 @@ def test_mask_rcnn_config_exports_up_to_its_proposals(tmp_path):
     assert result.output_shapes[0] == (1, 256, 25, 35)  # FPN P2, stride 4
     assert result.output_shapes[5] == (1, 3, 25, 35)  # 3 anchors, one sigmoid score each
     assert_agrees(report)
+
+
+def test_classifier_config_exports_logits_and_agrees_on_the_label(tmp_path):
+    out = tmp_path / 'classifier.onnx'
+    result, report = convert(str(ROOT / 'configs' / 'fec_small_in1k.py'), None, (64, 80),
+                             str(out), verify=True, repeats=1, threads=1,
+                             cfg_options=SHALLOW)
+
+    assert result.output_names == ['logits']
+    assert result.output_shapes == [(1, 1000)]
+    assert_agrees(report)
+    for comparison in report.comparisons:
+        assert comparison.unit == 'image' and comparison.labels.flipped == 0

@@ -4,12 +4,14 @@ channels, and outputs the neck never reads (DDP's unused parameters)."""
 import logging
 from collections import OrderedDict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
 
 import mmfec  # noqa: F401  (registers FEC, the safe loader and mmfec:: bases)
+from mmfec.engine import UnusedOutputsHook
 from mmfec.models import FEC
 from mmfec.models.backbones.fec_checkpoint_check import (CheckpointMismatchError,
                                                          infer_fec_arch)
@@ -162,6 +164,19 @@ def _retinanet_step(model):
         for k, v in losses.items() if k.startswith('loss')).backward()
 
 
+def test_forward_alone_checks_nothing(warnings_logged):
+    """The diagnostic is a hook's job: FEC.forward itself reports nothing."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(str(ROOT / 'configs' / 'retinanet_fec.py'))
+    cfg.model.backbone.update(init_cfg=None, out_indices=(0, 1, 2, 3))
+    cfg.model.neck.update(in_channels=[32, 64, 196, 320], start_level=1)
+    model = MODELS.build(cfg.model).train()
+    _retinanet_step(model)
+    assert not [m for m in warnings_logged if m.startswith('FEC: the neck reads no output')]
+
+
 def test_neck_that_skips_stage_0_is_reported_once_with_the_fix(warnings_logged):
     """mmdet's RetinaNet FPN (start_level=1) on all four outputs: norm0 gets no gradient."""
     from mmdet.registry import MODELS
@@ -171,8 +186,10 @@ def test_neck_that_skips_stage_0_is_reported_once_with_the_fix(warnings_logged):
     cfg.model.backbone.update(init_cfg=None, out_indices=(0, 1, 2, 3))
     cfg.model.neck.update(in_channels=[32, 64, 196, 320], start_level=1)
     model = MODELS.build(cfg.model).train()
-    _retinanet_step(model)
-    _retinanet_step(model)
+    hook = UnusedOutputsHook()
+    for step in range(2):  # what a Runner does: the hook before each step
+        hook.before_train_iter(SimpleNamespace(model=model), step)
+        _retinanet_step(model)
     reports = [m for m in warnings_logged if m.startswith('FEC: the neck reads no output')]
     assert len(reports) == 1 and '\n' not in reports[0]
     assert 'stage(s) 0, so norm0 got no gradient' in reports[0]
@@ -187,6 +204,7 @@ def test_shipped_retinanet_config_is_not_reported(warnings_logged):
     cfg = Config.fromfile(str(ROOT / 'configs' / 'retinanet_fec.py'))
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model).train()
+    UnusedOutputsHook().before_train_iter(SimpleNamespace(model=model), 0)
     _retinanet_step(model)
     assert not [m for m in warnings_logged if m.startswith('FEC: the neck reads no output')]
     assert all(p.grad is not None for n, p in model.backbone.named_parameters()
@@ -199,6 +217,10 @@ def test_every_shipped_neck_reads_every_backbone_output(name):
     cfg = Config.fromfile(str(ROOT / 'configs' / name))
     backbone, neck = cfg.model.backbone, cfg.model.neck
     dims = FEC.arch_settings[backbone.arch]['embed_dims']
+    if neck.type == 'GlobalAveragePooling':  # a classifier: its head reads the one output
+        assert len(backbone.out_indices) == 1
+        assert cfg.model.head.in_channels == dims[backbone.out_indices[0]]
+        return
     assert neck.get('start_level', 0) == 0
     assert neck.get('end_level', -1) == -1
     assert list(neck.in_channels) == [dims[i] for i in backbone.out_indices]

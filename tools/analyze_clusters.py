@@ -25,7 +25,9 @@ RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the model keeps its 
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    if importlib.util.find_spec('mmfec') is None:
+        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Cluster purity of every FEC clustering layer against the val set\'s '
         'ground truth, next to the grid partition with as many cells per fold region.')
@@ -46,7 +48,7 @@ def parse_args(argv=None):
                         'initialisation when no CHECKPOINT is given (default: %(default)s)')
     parser.add_argument('--num-workers', type=int, metavar='K',
                         help="data loading workers (default: the config's)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, metavar='KEY=VALUE',
                         help='override config settings, as in tools/test.py')
     return parser.parse_args(argv)
 
@@ -59,10 +61,9 @@ def write_json(path, rows):
 
 def main(argv=None):
     args = parse_args(argv)
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.utils.cli import UsageError, check_data, load_config, user_errors
+    from mmfec.utils.cli import (UsageError, check_data, check_writable, load_config,
+                                 user_errors)
     from mmfec.apis import choose_device
 
     with user_errors():
@@ -70,6 +71,8 @@ def main(argv=None):
             raise UsageError(f'--num-images {args.num_images}: must be at least 1')
         if args.num_workers is not None and args.num_workers < 0:
             raise UsageError(f'--num-workers {args.num_workers}: must be 0 or more')
+        if args.out:
+            check_writable(args.out, '--out')
         cfg = load_config(args.config, args.cfg_options)
         device = choose_device(args.device)
         run(args, cfg, device, check_data)

@@ -49,8 +49,27 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_args(args):
+    """One-line errors before anything is written (no folder is left behind)."""
+    # the classification set needs one image per class
+    minimum = len(toy_imagenet.TOY_IMAGENET_CLASSES) if args.only in (None, 'imagenet') else 1
+    for option, value in (('--num-train', args.num_train), ('--num-val', args.num_val)):
+        if value is not None and value < minimum:
+            return f'{option} {value}: must be at least {minimum}'
+    out = Path(args.out_dir)
+    while not out.exists():
+        out = out.parent
+    if not out.is_dir():
+        return f'--out-dir {args.out_dir}: {out} is a file, so no folder can be made there'
+    return None
+
+
 def main(argv=None):
     args = parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        return 2
     for name in [args.only] if args.only else sorted(SETS):
         module, ensure = SETS[name]
         num_train = module.DEFAULT_NUM_TRAIN if args.num_train is None else args.num_train

@@ -20,7 +20,9 @@ PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    if importlib.util.find_spec('mmfec') is None:
+        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) an mmdet, mmseg or mmpretrain model '
         '(e.g. with the FEC backbone).')
@@ -46,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=ConfigOptionsAction,
         help='override settings of the config, key=value pairs, e.g. '
         'test_dataloader.batch_size=2')
     parser.add_argument(
@@ -170,16 +172,21 @@ def _seg_tta(cfg):
 
 def apply_args(cfg, args, scope):
     """Fold the command line into the config, as mmdet's/mmseg's test.py."""
-    from mmfec.utils.cli import UsageError, check_checkpoint_path
+    from mmfec.utils.cli import UsageError, check_checkpoint_path, check_writable
     cfg.launcher = args.launcher
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
+        check_writable(args.work_dir, '--work-dir', directory=True)
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     check_checkpoint_path(args.checkpoint, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
+    if args.out is not None:  # before the evaluation, not after it
+        check_writable(args.out, '--out', directory=not args.out.endswith(PICKLE_SUFFIXES))
+    if args.show_dir is not None:
+        check_writable(args.show_dir, '--show-dir', directory=True)
     if args.out is not None and scope in ('mmdet', 'mmpretrain') and \
             not args.out.endswith(PICKLE_SUFFIXES):
         raise UsageError(f'--out {args.out}: the dump file must be a .pkl '
@@ -218,8 +225,6 @@ def main(argv=None):
     args = parse_args(argv)
     _exit_if_missing(args.config, 'config file')
     _exit_if_missing(args.checkpoint, 'checkpoint file')
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.apis import load_weights, unwrap_model
     from mmfec.utils import install_safe_checkpoint_loader

@@ -17,7 +17,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    if importlib.util.find_spec('mmfec') is None:
+        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Train an mmdet, mmseg or mmpretrain model (e.g. with '
         'the FEC backbone).')
@@ -44,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=ConfigOptionsAction,
         help='override settings of the config, key=value pairs, e.g. '
         'train_cfg.max_iters=10 or "optim_wrapper.optimizer.lr=0.01"')
     parser.add_argument(
@@ -68,10 +70,11 @@ def _has_accelerator():
 
 def apply_args(cfg, args):
     """Fold the command line into the config, as mmdet's train.py does."""
-    from mmfec.utils.cli import UsageError, check_checkpoint_path
+    from mmfec.utils.cli import UsageError, check_checkpoint_path, check_writable
     cfg.launcher = args.launcher
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
+        check_writable(args.work_dir, '--work-dir', directory=True)
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
@@ -121,8 +124,6 @@ def main(argv=None):
     _exit_if_missing(args.config, 'config file')
     if args.resume not in (None, 'auto'):
         _exit_if_missing(args.resume, '--resume: checkpoint file')
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.apis import load_weights, unwrap_model
     from mmfec.utils import install_safe_checkpoint_loader

@@ -64,13 +64,22 @@ def parse_args(argv=None):
 
 
 def split_paths(paths):
-    """``[CHECKPOINT] IMAGE...`` -> ``(checkpoint or None, images)``."""
+    """``[CHECKPOINT] IMAGE...`` -> ``(checkpoint or None, images)``. A path is an image
+    when its bytes say so (JPEG, PNG, ...), whatever its name; a URL or any other file
+    first is the checkpoint. A checkpoint after an image is a one-line error."""
+    from mmfec.utils.cli import UsageError
+    from mmfec.utils.images import looks_like_image
     if not paths:
         return None, []
     first = paths[0]
-    if '://' in first or first.lower().endswith(CHECKPOINT_SUFFIXES):
-        return first, paths[1:]
-    return None, list(paths)
+    is_checkpoint = '://' in first or (osp.isfile(first) and not looks_like_image(first)) \
+        or (not osp.exists(first) and first.lower().endswith(CHECKPOINT_SUFFIXES))
+    checkpoint, images = (first, list(paths[1:])) if is_checkpoint else (None, list(paths))
+    for path in images:
+        if osp.isfile(path) and not looks_like_image(path):
+            raise UsageError(f'{path} is not an image (JPEG, PNG, BMP, TIFF, GIF or WebP); '
+                             'the order is CONFIG [CHECKPOINT] IMAGE...')
+    return checkpoint, images
 
 
 def read_images(paths):
@@ -95,7 +104,7 @@ def main(argv=None):
     if importlib.util.find_spec('mmfec') is None:
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.utils.cli import UsageError, load_config, user_errors
+    from mmfec.utils.cli import UsageError, check_writable, load_config, user_errors
     from mmfec.apis import choose_device
 
     with user_errors():
@@ -121,6 +130,11 @@ def main(argv=None):
                                  '(or --out FILE.png for one image, or --html FILE.html)')
             if not 0.0 <= args.alpha <= 1.0:
                 raise UsageError(f'--alpha {args.alpha}: must be between 0 and 1')
+            for option, path, folder in (('--out', args.out, False),
+                                         ('--out-dir', args.out_dir, True),
+                                         ('--html', args.html, False)):
+                if path:
+                    check_writable(path, option, directory=folder)
         images = read_images(image_paths) if not args.list_layers else []
         cfg = load_config(args.config)
         device = choose_device(args.device)

@@ -15,6 +15,7 @@ Convention (fvcore's, which mmengine follows): one multiply-add counts as one FL
 element-wise ops (activations, sigmoid, normalisation divides, arg-max) count zero; a
 reduction (pooling, scatter-add) counts one per input element.
 """
+import math
 from collections import Counter
 from typing import Any, Callable, Dict, List
 
@@ -28,23 +29,16 @@ except ImportError:  # pragma: no cover - older mmengine
         return val.type().sizes() if val.isCompleteTensor() else None
 
 
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
 def scatter_add_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """``scatter_add(self, dim, index, src)``: one add per ``src`` element."""
     shape = get_shape(inputs[3])
-    return _prod(shape) if shape else 0
+    return math.prod(int(v) for v in shape) if shape else 0
 
 
 def pooling_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """Average pooling: one add per input element."""
     shape = get_shape(inputs[0])
-    return _prod(shape) if shape else 0
+    return math.prod(int(v) for v in shape) if shape else 0
 
 
 def baddbmm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:

@@ -303,7 +303,7 @@ def dense_lower_bound_bytes(arch, size, batch, train, setting_choice):
     saved, temporary = 0, 0
     for stage in range(4):
         if stage > 0:
-            layer = model.network[2 * stage - 1]
+            layer = model.pooling(stage)
             rows, cols = layer.fold_size
             per_region = (height // rows) * (width // cols)
             centers = per_region // 4
@@ -311,7 +311,7 @@ def dense_lower_bound_bytes(arch, size, batch, train, setting_choice):
             saved += 4 * elements if train else 0  # the mask, kept by the einsum
             temporary = max(temporary, 2 * 4 * elements)  # similarity + mask
             height, width = (height + 1) // 2, (width + 1) // 2
-        for block in model.network[2 * stage]:
+        for block in model.stage(stage):
             mixer = block.token_mixer
             centers = mixer.proposal_size[0] * mixer.proposal_size[1]
             elements = batch * mixer.heads * centers * height * width  # b * M * n summed

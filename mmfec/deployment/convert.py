@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from ..utils.cli import UsageError, check_checkpoint_path
+from ..utils.cli import UsageError, check_checkpoint_path, check_writable
 from ..utils.images import read_image
 from ..utils.tasks import CLASSIFIER, SEGMENTOR
 from .export import DEFAULT_OPSET, MIN_OPSET, export_onnx
@@ -40,8 +40,7 @@ def check_arguments(shape: Sequence[int], output_file: str, opset: int,
                          f'width, each at least {MIN_SIDE} pixels (FEC\'s smallest input)')
     if not output_file.endswith('.onnx'):
         raise UsageError(f'--output-file {output_file}: the file name must end with .onnx')
-    if osp.isdir(output_file):
-        raise UsageError(f'--output-file {output_file} is a directory; name the .onnx file')
+    check_writable(output_file, '--output-file')
     if opset < MIN_OPSET:
         raise UsageError(f'--opset {opset}: the exporter writes opset {MIN_OPSET} or newer')
     if repeats < 1:

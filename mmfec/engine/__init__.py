@@ -1,4 +1,4 @@
 """Training-time additions for mmengine Runners (hooks). Importing this registers them."""
-from .hooks import ClusterMapHook, ClusterPurityHook, RNGStateHook
+from .hooks import ClusterMapHook, ClusterPurityHook, RNGStateHook, UnusedOutputsHook
 
-__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'RNGStateHook']
+__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'RNGStateHook', 'UnusedOutputsHook']

@@ -80,9 +80,9 @@ def dense_fec_forward(model, img):
     outs = []
     for i in range(4):
         if i > 0:
-            x = dense_cluster_pooling(model.network[2 * i - 1], x)
-        for block in model.network[2 * i]:
+            x = dense_cluster_pooling(model.pooling(i), x)
+        for block in model.stage(i):
             x = dense_block(block, x)
         if i in model.out_indices:
-            outs.append(getattr(model, f'norm{2 * i}')(x))
+            outs.append(model.out_norm(i)(x))
     return tuple(outs)

@@ -5,12 +5,15 @@ configs, so they must find out which one a config belongs to (to pick
 registries, hooks and metrics), and a user mistake must end in one
 ``error: ...`` line with exit code 2, not in a traceback.
 """
+import argparse
 import importlib
 import importlib.util
 import os.path as osp
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
+
+from mmengine.config import DictAction
 
 from .errors import InputError
 from .safe_checkpoint import CheckpointError
@@ -57,12 +60,91 @@ def load_config(path, cfg_options=None):
         raise UsageError(
             f'cannot read config {path}: {_first_line(error)}') from None
     if cfg_options:
+        check_cfg_options(cfg, cfg_options)
         try:
             cfg.merge_from_dict(cfg_options)
         except Exception as error:
             raise UsageError(
                 f'cannot apply --cfg-options: {_first_line(error)}') from None
     return cfg
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_cfg_options(cfg, cfg_options):
+    """One-line errors for ``--cfg-options`` a config cannot take: a path through a key
+    or list index the config does not have (a typo), or a text where the config has a
+    number or a boolean. A new last key inside an existing dict is allowed (settings a
+    module takes but the config leaves at their default)."""
+    for option, value in cfg_options.items():
+        node, parts = cfg, option.split('.')
+        for depth, part in enumerate(parts):
+            where = '.'.join(parts[:depth + 1])
+            last = depth == len(parts) - 1
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise UsageError(
+                        f'--cfg-options {option}: {".".join(parts[:depth]) or "the config"}'
+                        f' is a list of {len(node)} entries, so {part!r} is not an index '
+                        f'in it (use 0-{len(node) - 1})')
+                node = node[int(part)]
+                continue
+            if not isinstance(node, Mapping):
+                raise UsageError(f'--cfg-options {option}: '
+                                 f'{".".join(parts[:depth])} is {node!r}, not a dict')
+            if part not in node:
+                if last and depth > 0:
+                    break  # a new setting inside an existing dict
+                near = sorted(k for k in node if isinstance(k, str))[:12]
+                raise UsageError(f'--cfg-options {option}: the config has no {where!r} '
+                                 f'(keys there: {", ".join(near)})')
+            if last:
+                old = node[part]
+                if (_is_number(old) or isinstance(old, bool)) and isinstance(value, str):
+                    kind = 'true/false' if isinstance(old, bool) else 'a number'
+                    raise UsageError(f'--cfg-options {option}={value}: the config has '
+                                     f'{old!r} there, so the value must be {kind}')
+            node = node[part]
+
+
+def check_writable(path, option, directory=False):
+    """Fail before any work when ``path`` (a file, or with ``directory`` a folder) cannot
+    be written: it is a folder where a file is wanted (or a file where a folder is), or
+    it would lie under a file or in a folder this user cannot write."""
+    import os
+    full = osp.abspath(osp.expanduser(str(path)))
+    if directory and osp.exists(full) and not osp.isdir(full):
+        raise UsageError(f'{option} {path} is a file; name a folder')
+    if not directory and osp.isdir(full):
+        raise UsageError(f'{option} {path} is a folder; name a file')
+    existing = full if directory else osp.dirname(full)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise UsageError(f'{option} {path}: {existing} is a file, so nothing can be '
+                         'written under it')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f'{option} {path}: the folder {existing} is not writable')
+
+
+class ConfigOptionsAction(DictAction):
+    """``--cfg-options KEY=VALUE ...`` for argparse, read as mmengine's ``DictAction``
+    reads them, but a malformed pair is one ``error:`` line (exit 2), not a traceback."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values:
+            if '=' not in pair or not pair.split('=', 1)[0]:
+                print(f'error: {option_string} {pair}: expected KEY=VALUE, e.g. '
+                      'train_cfg.max_epochs=12', file=sys.stderr)
+                sys.exit(USAGE_EXIT_CODE)
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except (ValueError, SyntaxError, argparse.ArgumentError) as error:
+            print(f'error: {option_string}: cannot read {" ".join(values)}: '
+                  f'{_first_line(error)}', file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
 
 
 def _scope_of_type(model_type):

@@ -35,3 +35,17 @@ def resize_image(image: np.ndarray, size) -> np.ndarray:
     shrink = height < image.shape[0]
     return cv2.resize(image, (width, height),
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+_IMAGE_MAGIC = (b'\xff\xd8\xff', b'\x89PNG', b'BM', b'II*\x00', b'MM\x00*', b'GIF8')
+
+
+def looks_like_image(path: str) -> bool:
+    """Whether the file at ``path`` starts like an image OpenCV reads (JPEG, PNG, BMP,
+    TIFF, GIF, WebP), whatever its name says."""
+    try:
+        with open(path, 'rb') as file:
+            head = file.read(12)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b'RIFF' and head[8:12] == b'WEBP')

@@ -19,7 +19,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Export an FEC backbone, segmentor, detector or classifier to ONNX at '
         'one input size, and optionally verify it against PyTorch with onnxruntime.')
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=None,
                         help='with --verify: threads for PyTorch and onnxruntime '
                         "(default: PyTorch's)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override config settings, key=value (as in tools/test.py)')
     return parser.parse_args(argv)
 

@@ -1,6 +1,7 @@
-"""mmengine hooks of mmfec; importing registers them in mmengine's, mmdet's and mmseg's HOOKS."""
+"""mmengine hooks of mmfec; importing registers them in mmengine's, mmdet's, mmseg's and mmpretrain's HOOKS."""
 from .cluster_map_hook import ClusterMapHook
 from .cluster_purity_hook import ClusterPurityHook
 from .rng_state_hook import RNGStateHook
+from .unused_outputs_hook import UnusedOutputsHook
 
-__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'RNGStateHook']
+__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'RNGStateHook', 'UnusedOutputsHook']

@@ -64,7 +64,8 @@ class FEC(BaseModule):
         out_indices (sequence[int]): stages to output (negative counts from the end).
             Output only what the neck reads: an FPN with ``start_level=1`` (mmdet's
             RetinaNet, FCOS, ATSS) skips stage 0, so use (1, 2, 3) with ``start_level=0``;
-            an output without gradient is reported once, at the first training step.
+            an output without gradient is reported once, at the first training step,
+            by ``UnusedOutputsHook`` (on in mmfec's configs).
             Defaults to (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 also stages 0..k-1.
         drop_path_rate (float): stochastic depth, linearly increasing over blocks.
@@ -113,8 +114,6 @@ class FEC(BaseModule):
             raise ValueError(f'in_channels must be a positive int (image channels, 3 for RGB), '
                              f'got {in_channels!r}')
         self.in_channels = in_channels
-        # Checked once, at the first training step: outputs the neck never reads.
-        self._check_unused_outputs = True
 
         layers, dims = self.arch['layers'], self.arch['embed_dims']
         self.embed_dims = tuple(dims)
@@ -138,7 +137,7 @@ class FEC(BaseModule):
         # gradient (as in the paper). Marking it fixed keeps DDP from failing on an unused
         # parameter, with no other change to training (AdamW skips grad-less params anyway).
         for i in range(1, NUM_STAGES):
-            self.network[2 * i - 1].conv_f.requires_grad_(False)
+            self.pooling(i).conv_f.requires_grad_(False)
         for i in self.out_indices:
             self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
         self._freeze_stages()
@@ -181,16 +180,36 @@ class FEC(BaseModule):
             raise ValueError('out_indices is empty; choose stages from 0, 1, 2, 3')
         return tuple(sorted(set(parsed)))
 
+    # ------------------------------------------------------------------ named parts
+    # The official layout is flat (``network.{0..6}``: stage, pooling, stage, ...; output
+    # norms ``norm{0,2,4,6}``) so that its checkpoints load unchanged; these name its parts.
+    def stage(self, i: int) -> nn.Sequential:
+        """The clustering blocks of stage ``i`` (0-3)."""
+        return self.network[2 * i]
+
+    def pooling(self, i: int) -> ClusterPooling:
+        """The clustering pooling in front of stage ``i`` (1-3)."""
+        if not 1 <= i < NUM_STAGES:
+            raise IndexError(f'stage {i} has no pooling in front of it (stages 1-3 do)')
+        return self.network[2 * i - 1]
+
+    def out_norm(self, i: int) -> nn.GroupNorm:
+        """The GroupNorm of output ``i`` (a stage in ``out_indices``)."""
+        return getattr(self, f'norm{2 * i}')
+
+    def stage_modules(self, i: int):
+        """Stage ``i``'s pooling (for i > 0), then its blocks: what maps stage ``i - 1``'s
+        output to stage ``i``'s."""
+        return ([self.pooling(i)] if i > 0 else []) + [self.stage(i)]
+
     # ------------------------------------------------------------------ freezing
     def _frozen_modules(self):
         if self.frozen_stages >= 0:
             yield self.patch_embed
         for i in range(max(0, self.frozen_stages)):
-            if i > 0:
-                yield self.network[2 * i - 1]
-            yield self.network[2 * i]
+            yield from self.stage_modules(i)
             if i in self.out_indices:
-                yield getattr(self, f'norm{2 * i}')
+                yield self.out_norm(i)
 
     def _freeze_stages(self):
         for module in self._frozen_modules():
@@ -273,52 +292,54 @@ class FEC(BaseModule):
         if height < self.min_input_size or width < self.min_input_size:
             raise FECInputError(f'FEC needs images of at least {self.min_input_size}x'
                              f'{self.min_input_size} pixels, got {height}x{width}')
-        watch = self._check_unused_outputs and self.training and torch.is_grad_enabled()
         x = self.patch_embed(x)
-        root = x if watch and x.requires_grad else None
         outs = []
         for i in range(NUM_STAGES):
             if i > 0:
-                x = self.network[2 * i - 1](x)
-                root = x if watch and root is None and x.requires_grad else root
-            x = self._run_stage(self.network[2 * i], x)
-            root = x if watch and root is None and x.requires_grad else root
+                x = self.pooling(i)(x)
+            x = self._run_stage(self.stage(i), x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{2 * i}')(x))
-        if watch and not _is_tracing():
-            self._watch_unused_outputs(root, outs)
+                outs.append(self.out_norm(i)(x))
         return tuple(outs)
 
-    def _watch_unused_outputs(self, root, outs):
-        """At the first training step, warn (once, in one line) about outputs that get no
-        gradient: the neck does not read them, so their norms are unused parameters, on
-        which DistributedDataParallel fails. Afterwards nothing is checked or paid."""
-        self._check_unused_outputs = False
-        watched = [i for i, out in zip(self.out_indices, outs) if out.requires_grad]
-        if root is None or not watched:
+    # ------------------------------------------------------------------ diagnostics
+    def watch_unused_outputs(self):
+        """Report, once and in one line, the outputs that get no gradient in the next
+        training step: the neck does not read them, so their norms are unused parameters,
+        on which DistributedDataParallel fails. ``UnusedOutputsHook`` calls this before
+        the first training iteration; the hook it sets removes itself after one forward,
+        so later steps pay nothing."""
+
+        def after_forward(module, inputs, outs):
+            handle.remove()
+            watched = [(i, out) for i, out in zip(self.out_indices, outs)
+                       if torch.is_tensor(out) and out.requires_grad]
+            if not (self.training and torch.is_grad_enabled() and watched):
+                return
+
+            def report(grads):
+                # called once every output's gradient is known; None: it got none
+                self._report_unused_outputs([i for (i, _), grad in zip(watched, grads)
+                                             if grad is None])
+
+            torch.autograd.graph.register_multi_grad_hook([out for _, out in watched],
+                                                          report)
+
+        handle = self.register_forward_hook(after_forward)
+
+    def _report_unused_outputs(self, unused):
+        if not unused:
             return
-        reached = set()
-        for i, out in zip(self.out_indices, outs):
-            if out.requires_grad:
-                out.register_hook(lambda grad, i=i: reached.add(i))
-
-        def report(grad):
-            # The first trainable tensor's gradient is complete only after every output's
-            # gradient has been computed, so here we know which outputs got none.
-            unused = [i for i in watched if i not in reached]
-            if unused:
-                used = [i for i in self.out_indices if i not in unused]
-                fpn = (' (an FPN then needs start_level=0)'
-                       if unused == list(self.out_indices[:len(unused)]) else '')
-                MMLogger.get_current_instance().warning(
-                    'FEC: the neck reads no output of stage(s) '
-                    f'{", ".join(map(str, unused))}, so '
-                    f'{", ".join(f"norm{2 * i}" for i in unused)} got no gradient in the first '
-                    'training step (DDP fails on unused parameters); fix: backbone '
-                    f'out_indices={tuple(used)} with the neck\'s in_channels='
-                    f'{[self.embed_dims[i] for i in used]}{fpn}')
-
-        root.register_hook(report)
+        used = [i for i in self.out_indices if i not in unused]
+        fpn = (' (an FPN then needs start_level=0)'
+               if unused == list(self.out_indices[:len(unused)]) else '')
+        MMLogger.get_current_instance().warning(
+            'FEC: the neck reads no output of stage(s) '
+            f'{", ".join(map(str, unused))}, so '
+            f'{", ".join(f"norm{2 * i}" for i in unused)} got no gradient in the first '
+            'training step (DDP fails on unused parameters); fix: backbone '
+            f'out_indices={tuple(used)} with the neck\'s in_channels='
+            f'{[self.embed_dims[i] for i in used]}{fpn}')
 
     def _run_stage(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         for block in blocks:
@@ -327,13 +348,6 @@ class FEC(BaseModule):
             else:
                 x = block(x)
         return x
-
-
-def _is_tracing() -> bool:
-    """Whether the forward runs under ``torch.jit`` tracing or ``torch.compile``."""
-    compiler = getattr(torch, 'compiler', None)
-    compiling = getattr(compiler, 'is_compiling', None)
-    return torch.jit.is_tracing() or bool(compiling is not None and compiling())
 
 
 def extract_state_dict(ckpt, source: str) -> Dict[str, torch.Tensor]:
