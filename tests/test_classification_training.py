@@ -46,14 +46,17 @@ def _run(*args, cwd=ROOT):
 
 
 def _metrics(work_dir):
-    """The metrics of the last evaluation a Runner logged under ``work_dir``."""
-    logs = sorted(Path(work_dir).glob('*/*.json'))
+    """The metrics of the last evaluation a Runner logged under ``work_dir`` (a training
+    run's ``<stamp>/vis_data/scalars.json``, a test run's ``<stamp>/<stamp>.json``)."""
+    logs = sorted(Path(work_dir).glob('*/vis_data/scalars.json')) + \
+        sorted(Path(work_dir).glob('*/*.json'))
     assert logs, f'no json log under {work_dir}'
-    for line in reversed(logs[-1].read_text().splitlines()):
-        record = json.loads(line)
-        if any(k.startswith('accuracy/') for k in record):
-            return record
-    raise AssertionError(f'no accuracy in {logs[-1]}')
+    for log in sorted(logs, key=lambda p: p.stat().st_mtime, reverse=True):
+        for line in reversed(log.read_text().splitlines()):
+            record = json.loads(line)
+            if any(k.startswith('accuracy/') for k in record):
+                return record
+    raise AssertionError(f'no accuracy in {logs}')
 
 
 @pytest.fixture(scope='module')

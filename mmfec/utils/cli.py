@@ -78,8 +78,9 @@ def check_cfg_options(cfg, cfg_options):
     or list index the config does not have (a typo), or a text where the config has a
     number or a boolean. A new last key inside an existing dict is allowed (settings a
     module takes but the config leaves at their default)."""
+    root = getattr(cfg, '_cfg_dict', cfg)  # a Config holds its ConfigDict (a dict)
     for option, value in cfg_options.items():
-        node, parts = cfg, option.split('.')
+        node, parts = root, option.split('.')
         for depth, part in enumerate(parts):
             where = '.'.join(parts[:depth + 1])
             last = depth == len(parts) - 1
@@ -92,8 +93,9 @@ def check_cfg_options(cfg, cfg_options):
                 node = node[int(part)]
                 continue
             if not isinstance(node, Mapping):
+                shown = repr(node) if len(repr(node)) < 60 else type(node).__name__
                 raise UsageError(f'--cfg-options {option}: '
-                                 f'{".".join(parts[:depth])} is {node!r}, not a dict')
+                                 f'{".".join(parts[:depth])} is {shown}, not a dict')
             if part not in node:
                 if last and depth > 0:
                     break  # a new setting inside an existing dict
