@@ -139,3 +139,30 @@ def test_a_pickle_checkpoint_is_not_taken_for_an_image(tools, capsys, detector_c
                               CONFIGS / 'maskrcnn_fec_toy.py', pkl, '--list-layers')
     assert code in (0, None), err
     assert 'pool2' in out
+
+
+def _bash(*args):
+    import subprocess
+    return subprocess.run(['bash', *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_dist_train_checks_its_arguments_in_one_line(tmp_path):
+    result = _bash('tools/dist_train.sh', tmp_path / 'missing.py', 2)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        f'error: config file {tmp_path / "missing.py"} does not exist'
+    result = _bash('tools/dist_train.sh', CONFIGS / 'semfpn_fec_toy.py', 'two')
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith('error: GPUS must be a positive')
+
+
+@pytest.mark.slow
+def test_dist_train_ends_with_the_ranks_error_line_not_torchruns_traceback(seg_root, tmp_path):
+    result = _bash('tools/dist_train.sh', CONFIGS / 'semfpn_fec_toy.py', 1, '--work-dir',
+                   tmp_path, '--cfg-options', f'train_dataloader.dataset.data_root={seg_root}',
+                   f'val_dataloader.dataset.data_root={seg_root}')
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: no GPU on this machine, so distributed runs need gloo'), \
+        result.stderr[-2000:]

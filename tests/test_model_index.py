@@ -53,6 +53,8 @@ def test_no_weights_url_is_claimed():
 @pytest.mark.parametrize('name, metric, value', [
     ('maskrcnn_fec', 'box AP', 35.6), ('maskrcnn_fec', 'mask AP', 33.6),
     ('maskrcnn_fec_large', 'box AP', 39.9), ('semfpn_fec_base', 'mIoU', 37.7),
+    ('fec_small_in1k', 'Top 1 Accuracy', 72.7), ('fec_base_in1k', 'Top 1 Accuracy', 78.1),
+    ('fec_large_in1k', 'Top 1 Accuracy', 81.2),
 ])
 def test_paper_numbers_are_marked_as_reported(name, metric, value):
     model = {m['Name']: m for m in _models()[0]}[name]

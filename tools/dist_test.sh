@@ -12,5 +12,9 @@ if [ "$#" -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py arguments...]" >&2
     exit 2
 fi
+if [ ! -f "$1" ]; then
+    echo "error: config file $1 does not exist" >&2
+    exit 2
+fi
 TOOLS="$(cd "$(dirname "$0")" && pwd)"
 exec "$TOOLS/torchrun.sh" "$3" "$TOOLS/test.py" "$1" "$2" --launcher pytorch "${@:4}"

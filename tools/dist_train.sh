@@ -11,5 +11,9 @@ if [ "$#" -lt 2 ]; then
     echo "usage: $0 CONFIG GPUS [train.py arguments...]" >&2
     exit 2
 fi
+if [ ! -f "$1" ]; then
+    echo "error: config file $1 does not exist" >&2
+    exit 2
+fi
 TOOLS="$(cd "$(dirname "$0")" && pwd)"
 exec "$TOOLS/torchrun.sh" "$2" "$TOOLS/train.py" "$1" --launcher pytorch "${@:3}"
