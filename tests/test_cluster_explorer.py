@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmfec.visualization import (Normalization, explorer_data, pixel_lineage,
-                                 record_clusters, save_explorer, to_input)
+from mmfec.utils.images import resize_image
+from mmfec.visualization import explorer_data, pixel_lineage, record_clusters, save_explorer
 from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,10 @@ def page(tmp_path_factory):
     torch.manual_seed(0)
     backbone = FEC('small', proposal_sizes=3, fold_sizes=(2, 2, 1, 1)).eval()
     image = make_image()
-    inputs = to_input(np.ascontiguousarray(image[..., ::-1]), Normalization(), INPUT_SIZE)
+    # resized to the input size, then ImageNet statistics (RGB), as FEC's preprocessors do
+    mean, std = torch.tensor([123.675, 116.28, 103.53]), torch.tensor([58.395, 57.12, 57.375])
+    resized = torch.from_numpy(resize_image(image, INPUT_SIZE)).float()
+    inputs = ((resized - mean) / std).permute(2, 0, 1)[None]
     records = record_clusters(backbone, inputs)
     path = tmp_path_factory.mktemp('explorer') / 'page.html'
     save_explorer(str(path), records, image, head=HEAD, title='probe </script><b>.png')

@@ -115,7 +115,7 @@ def test_main_config_matches_paper_settings():
     assert list(cfg.model.neck.in_channels) == [32, 64, 196, 320]
     assert cfg.model.decode_head.num_classes == 150
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512)
-    assert cfg.custom_imports == dict(imports=['mmfec'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
     optimizer = cfg.optim_wrapper.optimizer
     assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW', 1e-4, 1e-4)
     assert 'momentum' not in optimizer

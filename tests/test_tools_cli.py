@@ -107,6 +107,8 @@ def test_broken_config(tmp_path):
     (dict(model=dict(type='EncoderDecoder')), 'mmseg'),
     (dict(model=dict(type='mmseg.EncoderDecoder')), 'mmseg'),
     (dict(model=dict(type='mmdet.MaskRCNN')), 'mmdet'),
+    (dict(default_scope='mmpretrain'), 'mmpretrain'),
+    (dict(model=dict(type='FECImageClassifier')), 'mmpretrain'),
 ])
 def test_detect_scope(cfg, scope):
     assert detect_scope(cfg) == scope
@@ -114,8 +116,8 @@ def test_detect_scope(cfg, scope):
 
 
 @pytest.mark.parametrize('cfg, message', [
-    (dict(default_scope='mmpretrain'), 'not supported'),
-    (dict(model=dict(type='NoSuchModel')), 'neither mmdet nor mmseg'),
+    (dict(default_scope='mmocr'), 'not supported'),
+    (dict(model=dict(type='NoSuchModel')), 'none of mmdet, mmseg, mmpretrain registers'),
     (dict(train_cfg=dict()), 'neither default_scope nor model.type'),
 ])
 def test_detect_scope_errors(cfg, message):

@@ -68,7 +68,8 @@ def test_backbone_config_with_checkpoint_and_two_images(tmp_path, capsys):
                               '--out-dir', tmp_path / 'out', '--native-size')
     assert code == 0, err
     assert 'random weights' not in err and 'loaded' in out
-    assert 'config (data_preprocessor)' in out and 'fed at their own size' in out
+    assert "the config's test pipeline and data preprocessor" in out
+    assert 'resizing and cropping left out: --native-size' in out
     assert cv2.imread(str(tmp_path / 'out' / 'tall.png')).shape[:2] == \
         figure_shape((90, 33), NUM_DEFAULT_PANELS)
     assert cv2.imread(str(tmp_path / 'out' / 'tall_1.png')).shape[:2] == \
@@ -76,20 +77,19 @@ def test_backbone_config_with_checkpoint_and_two_images(tmp_path, capsys):
 
 
 def test_images_are_sized_and_normalised_as_the_config_says():
-    from mmengine.config import Config
-
-    from mmfec.visualization import (IMAGENET_MEAN, config_test_resize,
-                                     normalization_from_config, resized_size)
-    backbone = Config.fromfile(str(BACKBONE_CFG))
-    resize = config_test_resize(backbone)
-    assert resize == dict(scale=(1024, 224), keep_ratio=True)
-    assert resized_size((90, 33), resize) == (611, 224)  # short side to 224
-    assert resized_size((20, 10), None) == (64, 32)  # FEC needs 32 px a side
-    norm = normalization_from_config(backbone)
-    assert norm.mean == IMAGENET_MEAN and norm.bgr_to_rgb
-    detector = Config.fromfile(str(config_or_skip('maskrcnn_fec.py')))
-    assert config_test_resize(detector) == dict(scale=(1333, 800), keep_ratio=True)
-    assert normalization_from_config(detector).source == 'the config (model.data_preprocessor)'
+    import mmfec  # noqa: F401
+    from mmfec.apis import init_model, prepare_input
+    model = init_model(str(BACKBONE_CFG), seed=0)
+    grey = np.full((90, 33, 3), 128, np.uint8)
+    prepared = prepare_input(model, grey)
+    assert prepared.size == (611, 224)  # the config's Resize: short side to 224
+    expected = (128 - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
+    got = prepared.inputs[0, :, 300, 100].numpy()  # ImageNet statistics, RGB order
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    detector = init_model(str(config_or_skip('maskrcnn_fec.py')), seed=0)
+    seen = prepare_input(detector, grey)
+    assert seen.size == (1333, 489)  # mmdet's Resize (1333, 800): long side 1333, ratio kept
+    assert tuple(seen.inputs.shape[-2:]) == (1344, 512)  # padded to 32 by its preprocessor
 
 
 def test_out_file_for_one_image(tmp_path, capsys):
@@ -158,4 +158,4 @@ def test_checkpoint_without_backbone_weights(tmp_path, capsys):
     image = write_image(tmp_path / 'a.png', 32, 32)
     code, _, err = run_tool(capsys, BACKBONE_CFG, tmp_path / 'x.pth', image, '--out-dir',
                             tmp_path / 'out')
-    assert_one_line_error(code, err, 'holds no weights', 'FEC backbone')
+    assert_one_line_error(code, err, 'does not fit this model', 'patch_embed.*, network.*')

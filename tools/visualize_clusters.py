@@ -23,6 +23,7 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.bin', '.tar')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif')
 RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the model has random weights and '
                           'its cluster maps mean little; pass a trained checkpoint')
 
@@ -72,11 +73,13 @@ def split_paths(paths):
     if not paths:
         return None, []
     first = paths[0]
-    is_checkpoint = '://' in first or (osp.isfile(first) and not looks_like_image(first)) \
-        or (not osp.exists(first) and first.lower().endswith(CHECKPOINT_SUFFIXES))
+    is_checkpoint = '://' in first or first.lower().endswith(CHECKPOINT_SUFFIXES) or (
+        osp.isfile(first) and not looks_like_image(first)
+        and not first.lower().endswith(IMAGE_SUFFIXES))
     checkpoint, images = (first, list(paths[1:])) if is_checkpoint else (None, list(paths))
     for path in images:
-        if osp.isfile(path) and not looks_like_image(path):
+        if osp.isfile(path) and not looks_like_image(path) and \
+                not path.lower().endswith(IMAGE_SUFFIXES):
             raise UsageError(f'{path} is not an image (JPEG, PNG, BMP, TIFF, GIF or WebP); '
                              'the order is CONFIG [CHECKPOINT] IMAGE...')
     return checkpoint, images

@@ -76,6 +76,17 @@ def load_weights(model: nn.Module, checkpoint: str) -> str:
                             if k.startswith('backbone.'))
         state = inner or state
     what = describe_state_dict(state)
+    convert = getattr(model, 'convert_state_dict', None)  # e.g. official classifier keys
+    keys = OrderedDict(state)
+    if convert is not None:
+        convert(keys)
+    empty = [part for part in _required_parts(model)
+             if not any(k.split('.')[0] == part for k in keys)]
+    if empty:
+        raise CheckpointMismatchError(
+            f'checkpoint {checkpoint} does not fit this model: it holds {what}, and this '
+            f'model\'s {", ".join(p + ".*" for p in empty)} would get none of their '
+            'weights; pass a checkpoint trained with this config')
     try:
         result = nn.Module.load_state_dict(model, state, strict=False)
     except CheckpointError:

@@ -69,6 +69,16 @@ def load_config(path, cfg_options=None):
     return cfg
 
 
+# What mmengine's Runner.from_cfg reads from a config: a config may leave them out.
+RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+               'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper',
+               'param_scheduler', 'val_evaluator', 'test_evaluator', 'default_hooks',
+               'custom_hooks', 'data_preprocessor', 'load_from', 'resume', 'launcher',
+               'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
+               'randomness', 'experiment_name', 'compile', 'model_wrapper_cfg',
+               'runner_type')
+
+
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -97,8 +107,8 @@ def check_cfg_options(cfg, cfg_options):
                 raise UsageError(f'--cfg-options {option}: '
                                  f'{".".join(parts[:depth])} is {shown}, not a dict')
             if part not in node:
-                if last and depth > 0:
-                    break  # a new setting inside an existing dict
+                if depth > 0 and last or depth == 0 and part in RUNNER_KEYS:
+                    break  # a new setting inside an existing dict, or a Runner argument
                 near = sorted(k for k in node if isinstance(k, str))[:12]
                 raise UsageError(f'--cfg-options {option}: the config has no {where!r} '
                                  f'(keys there: {", ".join(near)})')

@@ -20,17 +20,14 @@ from .cluster_maps import (ALL_LAYERS, DEFAULT_LAYERS, ClusterMap, LayerInfo, ch
                            record_clusters, select_layers)
 from .draw import draw_cluster_maps
 from .explorer import explorer_data, explorer_html, pixel_lineage, save_explorer
-from .preprocess import (IMAGENET_MEAN, IMAGENET_STD, Normalization, config_test_resize,
-                         from_input, normalization_from_config, resized_size, to_input)
-from .render import (boundaries, cluster_colours, figure_shape, overlay, panel_shape,
-                     render_figure, save_png)
+from .render import (boundaries, cluster_colours, figure_shape, from_input, overlay,
+                     panel_shape, render_figure, save_png)
 
 __all__ = [
     'ALL_LAYERS', 'DEFAULT_LAYERS', 'ClusterMap', 'LayerInfo', 'check_head', 'cluster_maps',
     'clustering_layers', 'default_layer_names', 'find_backbone', 'hierarchy_maps',
     'name_layers', 'pixel_points', 'record_clusters', 'select_layers', 'draw_cluster_maps',
     'explorer_data', 'explorer_html', 'pixel_lineage', 'save_explorer',
-    'IMAGENET_MEAN', 'IMAGENET_STD', 'Normalization', 'config_test_resize', 'from_input',
-    'normalization_from_config', 'resized_size', 'to_input', 'boundaries', 'cluster_colours',
+    'from_input', 'boundaries', 'cluster_colours',
     'figure_shape', 'overlay', 'panel_shape', 'render_figure', 'save_png',
 ]

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import torch
 
 from .cluster_maps import ClusterMap
 
@@ -202,3 +203,13 @@ def save_png(path: str, figure: np.ndarray) -> str:
         raise OSError(f'could not write {path}; check the folder is writable and the name '
                       'ends with .png')
     return path
+
+
+def from_input(inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+               is_rgb: bool = True) -> np.ndarray:
+    """Normalised ``[3, h, w]`` -> uint8 RGB ``[h, w, 3]`` for drawing (undo ``to_input``)."""
+    mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+    image = inputs.detach().float().cpu() * std + mean
+    image = image.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(image if is_rgb else image[..., ::-1])

@@ -84,14 +84,22 @@ class FECImageClassifier(ImageClassifier):
         super().__init__(*args, **kwargs)
         self._register_load_state_dict_pre_hook(self._convert_on_load)
 
+    @staticmethod
+    def convert_state_dict(state_dict, prefix: str = '') -> bool:
+        """In place: unwrap ``{'model': ...}`` and rename an official file's keys to this
+        model's. Returns whether the keys were the official layout."""
+        _unwrap(state_dict)
+        if not is_official_classifier(state_dict, prefix):
+            return False
+        converted = convert_official_classifier(state_dict, prefix)
+        state_dict.clear()
+        state_dict.update(converted)
+        return True
+
     def _convert_on_load(self, state_dict, prefix, local_metadata, strict, missing_keys,
                          unexpected_keys, error_msgs):
         logger = MMLogger.get_current_instance()
-        _unwrap(state_dict)
-        if is_official_classifier(state_dict, prefix):
-            converted = convert_official_classifier(state_dict, prefix)
-            state_dict.clear()
-            state_dict.update(converted)
+        if self.convert_state_dict(state_dict, prefix):
             logger.info('FECImageClassifier: converted the official FEC checkpoint\'s keys '
                         '(patch_embed.*, network.*, norm.* -> backbone.norm6.*, head.* -> '
                         'head.fc.*)')
