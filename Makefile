@@ -13,4 +13,5 @@ demo: setup
 	@bash tools/run_demo.sh
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
