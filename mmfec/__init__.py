@@ -16,9 +16,9 @@ else:
     install_safe_checkpoint_loader()
 
 from .utils.package_configs import install_mmfec_config_prefix  # noqa: E402
+
 install_mmfec_config_prefix()  # `_base_ = 'mmfec::fec/<config>.py'` in any config
-from . import models  # noqa: E402,F401  (registers FEC)
+from . import engine, models  # noqa: E402,F401  (registers FEC and mmfec's hooks)
 from .models import FEC, ClusterRecorder  # noqa: E402
-from . import engine  # noqa: E402,F401  (registers ClusterMapHook, RNGStateHook)
 
 __all__ = ['__version__', 'FEC', 'ClusterRecorder']

@@ -10,8 +10,14 @@ import torch
 from mmengine.runner import Runner
 
 import mmfec  # noqa: F401
-from mmfec.apis import (backbone_of, inference_model, init_model, load_weights, model_task,
-                        prepare_input)
+from mmfec.apis import (
+    backbone_of,
+    inference_model,
+    init_model,
+    load_weights,
+    model_task,
+    prepare_input,
+)
 from mmfec.datasets import ensure_toy_ade20k, ensure_toy_imagenet, render_toy_image
 from mmfec.models import FEC
 from mmfec.models.backbones.fec_checkpoint_check import CheckpointMismatchError

@@ -14,13 +14,12 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.runner.checkpoint import load_checkpoint
+from tool_utils import ROOT
 
 import mmfec  # noqa: F401  (registers FEC and FECImageClassifier)
 from mmfec.apis import build_model
 from mmfec.models import FEC
 from mmfec.models.backbones.fec_checkpoint_check import CheckpointMismatchError
-
-from tool_utils import ROOT
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 CONFIGS = {'small': 'fec_small_in1k.py', 'base': 'fec_base_in1k.py',

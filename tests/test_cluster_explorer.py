@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_utils import load_tool
 
 from mmfec.utils.images import resize_image
 from mmfec.visualization import explorer_data, pixel_lineage, record_clusters, save_explorer
-from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'visualize_clusters.py'

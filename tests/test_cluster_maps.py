@@ -7,9 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from mmfec.models import FEC, ClusterRecorder
-from mmfec.visualization import (cluster_maps, clustering_layers, draw_cluster_maps,
-                                 figure_shape, hierarchy_maps, panel_shape, pixel_points,
-                                 record_clusters, render_figure, select_layers)
+from mmfec.visualization import (
+    cluster_maps,
+    clustering_layers,
+    draw_cluster_maps,
+    figure_shape,
+    hierarchy_maps,
+    panel_shape,
+    pixel_points,
+    record_clusters,
+    render_figure,
+    select_layers,
+)
 
 TINY = dict(layers=(1, 1, 1, 1), embed_dims=(8, 16, 24, 32), mlp_ratios=(2, 2, 2, 2),
             heads=(2, 2, 3, 3), head_dims=4)

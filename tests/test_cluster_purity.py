@@ -7,14 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from mmfec.analysis import (PurityMeter, cells_per_region, format_table, grid_partition,
-                            image_purities, instance_label_map, label_map, layer_grid,
-                            num_cells, purity, purity_dataloader_cfg)
-from mmfec.visualization import cluster_maps, record_clusters
-
 from det_utils import explain, run_tool, toy_data_options
 from tool_utils import load_tool
+
+from mmfec.analysis import (
+    PurityMeter,
+    cells_per_region,
+    format_table,
+    grid_partition,
+    image_purities,
+    instance_label_map,
+    label_map,
+    layer_grid,
+    num_cells,
+    purity,
+    purity_dataloader_cfg,
+)
+from mmfec.visualization import cluster_maps, record_clusters
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_KEYS = {'layer', 'clusters', 'purity', 'grid_purity', 'advantage'}

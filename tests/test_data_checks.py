@@ -1,8 +1,7 @@
 """check_data_exists: clear FileNotFoundError for missing data, silence for present data."""
 import pytest
 
-from mmfec.datasets import check_data_exists, ensure_toy_ade20k, ensure_toy_coco, \
-    find_missing_data
+from mmfec.datasets import check_data_exists, ensure_toy_ade20k, ensure_toy_coco, find_missing_data
 
 
 @pytest.fixture(scope='module')

@@ -10,16 +10,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfec.utils.demo_summary import (DemoResultsError, format_duration, latest_test_metrics,
-                                      main, summary_lines)
+from mmfec.utils.demo_summary import (
+    DemoResultsError,
+    format_duration,
+    latest_test_metrics,
+    main,
+    summary_lines,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DET_METRICS = {'coco/bbox_mAP': 0.444, 'coco/bbox_mAP_50': 0.846, 'coco/bbox_mAP_75': 0.407,
                'coco/segm_mAP': 0.592, 'coco/segm_mAP_50': 0.889, 'coco/segm_mAP_75': 0.738,
                'data_time': 0.01, 'time': 0.5}
-SEG_METRICS = {'aAcc': 98.73999786376953, 'mIoU': 97.5, 'mAcc': 98.72, 'data_time': 0.01, 'time': 0.4}
+SEG_METRICS = {'aAcc': 98.73999786376953, 'mIoU': 97.5, 'mAcc': 98.72, 'data_time': 0.01,
+               'time': 0.4}
 CLS_METRICS = {'accuracy/top1': 93.3333, 'accuracy/top2': 100.0, 'data_time': 0.01}
-TIMES = {'toy_data': 2.1, 'cls_train': 61.0, 'cls_test': 5.4, 'det_train': 229.4, 'det_test': 39.0, 'seg_train': 353.0,
+TIMES = {'toy_data': 2.1, 'cls_train': 61.0, 'cls_test': 5.4, 'det_train': 229.4,
+         'det_test': 39.0, 'seg_train': 353.0,
          'seg_test': 32.2, 'cluster_maps': 9.6}
 
 

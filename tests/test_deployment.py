@@ -12,11 +12,12 @@ for _package in ('onnx', 'onnxscript', 'onnxruntime'):
     pytest.importorskip(_package, reason=f'{_package} is not installed: deployment needs '
                         "mmfec's deploy extra (pip install -e '.[deploy]')")
 
+from tool_utils import assert_one_line_error, load_tool, run_main  # noqa: E402
+
 from mmfec.apis.deploy import export_model as convert  # noqa: E402
 from mmfec.deployment.export import export_onnx  # noqa: E402
 from mmfec.deployment.verify import onnxruntime_session  # noqa: E402
 from mmfec.deployment.wrappers import BackboneExport, ExportModule  # noqa: E402
-from tool_utils import assert_one_line_error, load_tool, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'deployment' / 'pytorch2onnx.py'
@@ -54,9 +55,10 @@ def onnx_outputs(path, image):
 
 
 def test_backbone_config_exports_with_its_checkpoint_at_an_odd_size(tmp_path, capsys):
-    import mmfec  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import MODELS
+
+    import mmfec  # noqa: F401
     cfg = Config.fromfile(str(ROOT / 'configs' / 'fec_small_backbone.py'))
     torch.manual_seed(3)
     trained = MODELS.build(cfg.model).eval()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from det_utils import CONFIGS
+from mmengine.config import Config
 
 DETECTION_CONFIGS = sorted(p.name for p in CONFIGS.glob('*.py')
                            if p.name.startswith(('maskrcnn_', 'retinanet_')))

@@ -15,10 +15,19 @@ import re
 import shutil
 
 import pytest
+from det_utils import (
+    CONFIGS,
+    TOOLS,
+    differing_keys,
+    explain,
+    free_port,
+    load_checkpoint,
+    run_tool,
+    short_run_options,
+    tool_env,
+    toy_data_options,
+)
 
-from det_utils import (CONFIGS, TOOLS, differing_keys, explain, free_port,
-                       load_checkpoint, run_tool, short_run_options, tool_env,
-                       toy_data_options)
 from mmfec.datasets import ensure_toy_coco
 
 pytestmark = pytest.mark.slow

@@ -5,9 +5,9 @@ import os
 
 import pytest
 import torch
+from tool_utils import ROOT, assert_one_line_error, load_tool, run_main
 
 from mmfec.datasets import ensure_toy_ade20k
-from tool_utils import ROOT, assert_one_line_error, load_tool, run_main
 
 CONFIGS = ROOT / 'configs'
 
@@ -71,9 +71,10 @@ def test_unwritable_out_fails_before_the_evaluation(tools, capsys, blocker,
 def test_every_unwritable_output_is_one_line_before_any_work(tools, capsys, blocker,
                                                               detector_checkpoint, tool, args,
                                                               tmp_path):
-    from mmfec.datasets import render_toy_image
     import cv2
     import numpy as np
+
+    from mmfec.datasets import render_toy_image
     image = tmp_path / 'image.png'
     cv2.imwrite(str(image), render_toy_image('disc', np.random.default_rng(0)))
     values = dict(cfg=CONFIGS / 'maskrcnn_fec_toy.py', ckpt=detector_checkpoint,
@@ -119,9 +120,10 @@ def test_make_toy_data_refuses_negative_counts_and_writes_nothing(tools, capsys,
 
 def test_swapped_checkpoint_and_image_are_one_line(tools, capsys, detector_checkpoint,
                                                    tmp_path):
-    from mmfec.datasets import render_toy_image
     import cv2
     import numpy as np
+
+    from mmfec.datasets import render_toy_image
     image = tmp_path / 'image.png'
     cv2.imwrite(str(image), render_toy_image('disc', np.random.default_rng(0)))
     code, out, err = run_main(tools['visualize_clusters.py'], capsys,

@@ -5,12 +5,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,11 +118,12 @@ def _scopes(value):
 def test_mmfec_base_gets_no_scope_of_its_own(tmp_path):
     """A base read through mmfec:: behaves like the file itself: a user's
     ``pipeline={{_base_.train_pipeline}}`` builds mmdet's transforms, not mmcv's."""
-    import mmfec  # noqa: F401
     from mmcv.transforms import Compose
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+
+    import mmfec  # noqa: F401
     user = tmp_path / 'my_toy_detector.py'
     user.write_text(textwrap.dedent('''\
         _base_ = 'mmfec::fec/maskrcnn_fec_toy.py'

@@ -25,11 +25,13 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 from torch.utils.data import Dataset
 
-from mmfec.utils.safe_checkpoint import (CheckpointNotFoundError,
-                                         InvalidCheckpointError,
-                                         UnsafeCheckpointError,
-                                         install_safe_checkpoint_loader,
-                                         safe_torch_load)
+from mmfec.utils.safe_checkpoint import (
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    UnsafeCheckpointError,
+    install_safe_checkpoint_loader,
+    safe_torch_load,
+)
 
 install_safe_checkpoint_loader()
 

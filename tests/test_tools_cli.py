@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from mmengine.config import Config
+from tool_utils import load_tool
 
 from mmfec.utils.cli import UsageError, detect_scope, setup_cpu_distributed
-from tool_utils import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / 'tools'

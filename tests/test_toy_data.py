@@ -9,8 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mmfec.datasets import (TOY_ADE20K_CLASSES, TOY_COCO_CAT_IDS, TOY_COCO_CLASSES,
-                            ensure_toy_ade20k, ensure_toy_coco, ensure_toy_data)
+from mmfec.datasets import (
+    TOY_ADE20K_CLASSES,
+    TOY_COCO_CAT_IDS,
+    TOY_COCO_CLASSES,
+    ensure_toy_ade20k,
+    ensure_toy_coco,
+    ensure_toy_data,
+)
 from mmfec.datasets.toy_coco import MARKER_NAME, SHAPES, _fill_convex, publish_once
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,7 @@ from mmengine.config import Config
 import mmfec  # noqa: F401  (registers FEC, the safe loader and mmfec:: bases)
 from mmfec.engine import UnusedOutputsHook
 from mmfec.models import FEC
-from mmfec.models.backbones.fec_checkpoint_check import (CheckpointMismatchError,
-                                                         infer_fec_arch)
+from mmfec.models.backbones.fec_checkpoint_check import CheckpointMismatchError, infer_fec_arch
 from mmfec.utils import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_utils import assert_one_line_error, load_tool, run_main
 
 from mmfec.visualization import figure_shape
-from tool_utils import assert_one_line_error, load_tool, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'visualize_clusters.py'

@@ -62,9 +62,8 @@ def write_json(path, rows):
 def main(argv=None):
     args = parse_args(argv)
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.utils.cli import (UsageError, check_data, check_writable, load_config,
-                                 user_errors)
     from mmfec.apis import choose_device
+    from mmfec.utils.cli import UsageError, check_data, check_writable, load_config, user_errors
 
     with user_errors():
         if args.num_images is not None and args.num_images < 1:
@@ -85,10 +84,13 @@ def run(args, cfg, device, check_data):
     from mmengine.runner.utils import set_random_seed
     from mmengine.utils import ProgressBar
 
-    from mmfec.analysis import (DEFAULT_IGNORE_INDEX, format_table, measure_purity,
-                                purity_dataloader_cfg)
-    from mmfec.apis import (CLASSIFIER, backbone_of, build_model, is_backbone_config,
-                            load_weights)
+    from mmfec.analysis import (
+        DEFAULT_IGNORE_INDEX,
+        format_table,
+        measure_purity,
+        purity_dataloader_cfg,
+    )
+    from mmfec.apis import CLASSIFIER, backbone_of, build_model, is_backbone_config, load_weights
     from mmfec.utils.cli import UsageError
     from mmfec.visualization import clustering_layers, select_layers
     if is_backbone_config(cfg):

@@ -94,6 +94,7 @@ def backbone_params(model, kind):
 
 def paper_table():
     import torch  # noqa: F401
+
     from mmfec.models import FEC
     rows = []
     for arch, (paper_params, paper_gflops) in PAPER.items():

@@ -107,8 +107,8 @@ def main(argv=None):
     if importlib.util.find_spec('mmfec') is None:
         sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.utils.cli import UsageError, check_writable, load_config, user_errors
     from mmfec.apis import choose_device
+    from mmfec.utils.cli import UsageError, check_writable, load_config, user_errors
 
     with user_errors():
         checkpoint, image_paths = split_paths(args.paths)
@@ -150,9 +150,16 @@ def run(args, cfg, checkpoint, image_paths, images, device):
 
     from mmfec.apis import backbone_of, build_model, load_weights, prepare_input
     from mmfec.utils.cli import UsageError
-    from mmfec.visualization import (check_head, cluster_maps, clustering_layers,
-                                     record_clusters, render_figure, save_explorer, save_png,
-                                     select_layers)
+    from mmfec.visualization import (
+        check_head,
+        cluster_maps,
+        clustering_layers,
+        record_clusters,
+        render_figure,
+        save_explorer,
+        save_png,
+        select_layers,
+    )
     model = build_model(cfg)
     backbone = backbone_of(model)
     layers = clustering_layers(backbone)

@@ -25,8 +25,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmfec.visualization.cluster_maps import (ALL_LAYERS, cluster_maps, find_backbone,
-                                              name_layers, record_clusters, select_layers)
+from mmfec.visualization.cluster_maps import (
+    ALL_LAYERS,
+    cluster_maps,
+    find_backbone,
+    name_layers,
+    record_clusters,
+    select_layers,
+)
 
 from .ground_truth import DEFAULT_IGNORE_INDEX, label_map
 from .purity import layer_grid, num_cells, purity

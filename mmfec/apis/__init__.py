@@ -7,11 +7,10 @@
 Shaped like ``mmdet.apis``, ``mmseg.apis`` and ``mmpretrain.apis``, for a detector,
 segmentor, classifier or bare FEC; every mmfec tool goes through it.
 """
+from ..utils.tasks import BACKBONE, CLASSIFIER, DETECTOR, SEGMENTOR
 from .checkpoint import describe_state_dict, load_weights, read_state_dict, unwrap_model
 from .inference import NetworkInput, backbone_of, inference_model, prepare_input
-from ..utils.tasks import BACKBONE, CLASSIFIER, DETECTOR, SEGMENTOR
-from .model import (build_model, choose_device, init_model, is_backbone_config,
-                    model_task)
+from .model import build_model, choose_device, init_model, is_backbone_config, model_task
 
 __all__ = [
     'init_model', 'inference_model', 'prepare_input', 'NetworkInput', 'backbone_of',

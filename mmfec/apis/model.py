@@ -14,11 +14,16 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
 from ..models import FEC
-from ..utils.cli import (UsageError, _first_line, check_checkpoint_path, detect_scope,
-                         init_scope, load_config)
+from ..utils.cli import (
+    UsageError,
+    _first_line,
+    check_checkpoint_path,
+    detect_scope,
+    init_scope,
+    load_config,
+)
 from ..utils.tasks import BACKBONE, CLASSIFIER, TASK_OF_SCOPE
 from .checkpoint import load_weights
-
 
 
 def is_backbone_config(cfg) -> bool:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from .checks import check_data_exists, find_missing_data, format_missing_data
 from .toy_ade20k import TOY_ADE20K_CLASSES, ensure_toy_ade20k, generate_toy_ade20k
-from .toy_coco import (TOY_COCO_CAT_IDS, TOY_COCO_CLASSES, ensure_toy_coco,
-                       generate_toy_coco)
-from .toy_imagenet import (TOY_IMAGENET_CLASSES, ensure_toy_imagenet,
-                           generate_toy_imagenet, render_toy_image)
+from .toy_coco import TOY_COCO_CAT_IDS, TOY_COCO_CLASSES, ensure_toy_coco, generate_toy_coco
+from .toy_imagenet import (
+    TOY_IMAGENET_CLASSES,
+    ensure_toy_imagenet,
+    generate_toy_imagenet,
+    render_toy_image,
+)
 
 
 def ensure_toy_data(root='data', only=None, force=False, log=None, **sizes):

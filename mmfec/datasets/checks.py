@@ -190,8 +190,8 @@ def format_missing_data(missing):
     toy = [_LAYOUTS[f][3] for f in families] or ['data/toy_coco', 'data/toy_ade20k',
                                                  'data/toy_imagenet']
     lines += ['',
-              f'Or make the small synthetic toy data instead (seconds, no download), '
-              f'from the mmfec repository root:',
+              'Or make the small synthetic toy data instead (seconds, no download), '
+              'from the mmfec repository root:',
               f'  {TOY_COMMAND}',
               f'It writes data/toy_coco (COCO layout), data/toy_ade20k (ADE20K layout) and '
               f'data/toy_imagenet (ImageNet folder layout); '

@@ -7,8 +7,14 @@ Needs ``onnx``, ``onnxscript`` (export) and ``onnxruntime`` (verification), the
 from .convert import check_arguments, convert
 from .export import DEFAULT_OPSET, ExportResult, export_onnx
 from .inputs import random_input, sized_image
-from .wrappers import (BackboneExport, ClassifierExport, SegmentorExport,
-                       SingleStageDetectorExport, TwoStageDetectorExport, wrap)
+from .wrappers import (
+                       BackboneExport,
+                       ClassifierExport,
+                       SegmentorExport,
+                       SingleStageDetectorExport,
+                       TwoStageDetectorExport,
+                       wrap,
+)
 
 __all__ = [
     'check_arguments', 'convert', 'DEFAULT_OPSET', 'ExportResult', 'export_onnx',

@@ -48,7 +48,8 @@ def dense_cluster_encoding(layer, x):
     mask = _one_hot_max(sim)  # [b, M, N]
     summed = torch.einsum('bmn,bcn->bcm', mask, values.flatten(2))
     new_values = (summed + center_values) / (mask.sum(-1).unsqueeze(1) + 1.0)  # [b, c, M]
-    out = (new_values.unsqueeze(3) * (sim * mask).unsqueeze(1)).sum(dim=2)  # [b, c, M, N] -> [b, c, N]
+    # [b, c, M, N] -> [b, c, N]
+    out = (new_values.unsqueeze(3) * (sim * mask).unsqueeze(1)).sum(dim=2)
     out = _unfold(out.reshape(b, c, h, w), rows, cols)
     return layer.proj(out.reshape(b0, layer.heads * layer.head_dims, H, W))
 

@@ -607,9 +607,11 @@ def load_from_torchvision(filename, map_location=None):
 
 def load_from_openmmlab(filename, map_location=None):
     """Safe version of mmengine's ``open-mmlab://`` loader."""
-    from mmengine.runner.checkpoint import (_get_mmengine_home,
-                                            get_deprecated_model_names,
-                                            get_external_models)
+    from mmengine.runner.checkpoint import (
+        _get_mmengine_home,
+        get_deprecated_model_names,
+        get_external_models,
+    )
     prefix = 'open-mmlab://' if filename.startswith('open-mmlab://') \
         else 'openmmlab://'
     model_name = filename[len(prefix):]
@@ -623,8 +625,7 @@ def load_from_openmmlab(filename, map_location=None):
 
 def load_from_mmcls(filename, map_location=None):
     """Safe version of mmengine's ``mmcls://`` loader."""
-    from mmengine.runner.checkpoint import (_process_mmcls_checkpoint,
-                                            get_mmcls_models)
+    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
     checkpoint = load_from_http(
         get_mmcls_models()[filename[len('mmcls://'):]],
         map_location=map_location)

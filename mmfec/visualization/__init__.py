@@ -14,14 +14,34 @@ or, to point at pixels in a browser, one self-contained page::
 See ``docs/cluster_maps.md`` for the tool (``tools/visualize_clusters.py``) and the
 training hook (``ClusterMapHook``).
 """
-from .cluster_maps import (ALL_LAYERS, DEFAULT_LAYERS, ClusterMap, LayerInfo, check_head,
-                           cluster_maps, clustering_layers, default_layer_names,
-                           find_backbone, hierarchy_maps, name_layers, pixel_points,
-                           record_clusters, select_layers)
+from .cluster_maps import (
+                           ALL_LAYERS,
+                           DEFAULT_LAYERS,
+                           ClusterMap,
+                           LayerInfo,
+                           check_head,
+                           cluster_maps,
+                           clustering_layers,
+                           default_layer_names,
+                           find_backbone,
+                           hierarchy_maps,
+                           name_layers,
+                           pixel_points,
+                           record_clusters,
+                           select_layers,
+)
 from .draw import draw_cluster_maps
 from .explorer import explorer_data, explorer_html, pixel_lineage, save_explorer
-from .render import (boundaries, cluster_colours, figure_shape, from_input, overlay,
-                     panel_shape, render_figure, save_png)
+from .render import (
+                           boundaries,
+                           cluster_colours,
+                           figure_shape,
+                           from_input,
+                           overlay,
+                           panel_shape,
+                           render_figure,
+                           save_png,
+)
 
 __all__ = [
     'ALL_LAYERS', 'DEFAULT_LAYERS', 'ClusterMap', 'LayerInfo', 'check_head', 'cluster_maps',

@@ -27,8 +27,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .cluster_maps import (ALL_LAYERS, STEM_STRIDE, check_head, cluster_maps, name_layers,
-                           pixel_points, select_layers)
+from .cluster_maps import (
+    ALL_LAYERS,
+    STEM_STRIDE,
+    check_head,
+    cluster_maps,
+    name_layers,
+    pixel_points,
+    select_layers,
+)
 from .explorer_page import PAGE_TEMPLATE
 
 JPEG_QUALITY = 90

@@ -104,7 +104,8 @@ and mean nothing from panel to panel.</p>
     for (var c = 0; c < size.length; c++) if (size[c] > 0) used++;
     var lo = L.similarity.range[0], hi = L.similarity.range[1];
     layers.push({info: L, cluster: cluster, simAt: simAt, sim: sim, size: size, used: used,
-                 simValue: function (q) { return lo + sim[simAt[q]] / L.similarity.levels * (hi - lo); },
+                 simValue: function (q) {
+                   return lo + sim[simAt[q]] / L.similarity.levels * (hi - lo); },
                  visible: true});
   });
 
@@ -151,7 +152,8 @@ and mean nothing from panel to panel.</p>
   }
 
   function colour(id) {  // distinct hues (golden ratio), a few saturation/value levels
-    var h = (id * GOLDEN) % 1, s = [0.9, 0.6, 0.75][id % 3], val = [0.95, 0.8, 0.65][((id / 3) | 0) % 3];
+    var h = (id * GOLDEN) % 1, s = [0.9, 0.6, 0.75][id % 3],
+        val = [0.95, 0.8, 0.65][((id / 3) | 0) % 3];
     var i = Math.floor(h * 6), f = h * 6 - i, p = val * (1 - s), t = val * (1 - (1 - f) * s),
         n = val * (1 - f * s);
     var rgb = [[val, t, p], [n, val, p], [p, val, t], [p, n, val], [t, p, val], [val, p, n]][i % 6];

@@ -8,7 +8,8 @@ it with onnxruntime.
 The graph takes the preprocessed image ``[1, 3, H, W]`` (one static size per file) and
 returns: a backbone's stage features; a segmentor's logits ``[1, classes, H, W]``; a
 RetinaNet's class scores and box deltas per level; a two-stage detector's neck features
-and RPN outputs; a classifier's logits ``[1, classes]``. Guide: docs/deployment.md. Needs ``pip install -e '.[deploy]'``.
+and RPN outputs; a classifier's logits ``[1, classes]``. Guide: docs/deployment.md.
+Needs ``pip install -e '.[deploy]'``.
 """
 import argparse
 import importlib.util

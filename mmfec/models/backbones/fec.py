@@ -12,9 +12,14 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from ...utils.errors import InputError
 from ..layers import ClusterBlock, ClusterPooling, PositionalStem
-from .fec_checkpoint_check import (CheckpointMismatchError, check_fec_state_dict,
-                                   fec_prefixes, not_fec_message, other_prefix_message,
-                                   strip_prefix)
+from .fec_checkpoint_check import (
+    CheckpointMismatchError,
+    check_fec_state_dict,
+    fec_prefixes,
+    not_fec_message,
+    other_prefix_message,
+    strip_prefix,
+)
 
 NUM_STAGES = 4
 
@@ -351,7 +356,8 @@ class FEC(BaseModule):
 
 
 def extract_state_dict(ckpt, source: str) -> Dict[str, torch.Tensor]:
-    """The weights inside a checkpoint saved as a plain dict, ``{'state_dict'}`` or ``{'model'}``."""
+    """The weights inside a checkpoint saved as a plain dict, ``{'state_dict'}`` or
+    ``{'model'}``."""
     if not isinstance(ckpt, dict):
         raise ValueError(f'checkpoint {source} is a {type(ckpt).__name__}, not a state dict')
     for key in ('state_dict', 'model'):

@@ -17,8 +17,7 @@ import torch
 from mmengine.logging import MMLogger
 from mmpretrain.models import ImageClassifier
 
-from ..backbones.fec_checkpoint_check import (CheckpointMismatchError, STEM_KEY,
-                                              fec_prefixes)
+from ..backbones.fec_checkpoint_check import STEM_KEY, CheckpointMismatchError, fec_prefixes
 
 # Official name -> mmfec name; the stage-4 output norm is norm{2 * 3}.
 OFFICIAL_KEY_MAP = (('patch_embed.', 'backbone.patch_embed.'),
@@ -117,9 +116,9 @@ class FECImageClassifier(ImageClassifier):
         wrong = [k for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
         if wrong:
             weight = state_dict.get(prefix + 'head.fc.weight')
-            what = (f'{weight.shape[0]} classes, this model {own[prefix + "head.fc.weight"].shape[0]}'
-                    if weight is not None and prefix + 'head.fc.weight' in own
-                    else 'other shapes')
+            fc_weight = prefix + 'head.fc.weight'
+            what = (f'{weight.shape[0]} classes, this model {own[fc_weight].shape[0]}'
+                    if weight is not None and fc_weight in own else 'other shapes')
             logger.warning(f'FECImageClassifier: the checkpoint\'s head has {what}; the head '
                            'is left at its init (as for fine-tuning on other classes)')
             for key in [k for k in state_dict if k.startswith(prefix + 'head.')]:
