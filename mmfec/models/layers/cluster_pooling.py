@@ -9,6 +9,7 @@ from torch import Tensor
 from . import assignment
 from .assignment import (average_members, cluster_average, cosine_to_assigned, nearest_centers,
                          normalize, pooling_assignment)
+from .certified_argmax import check_screen_setting, resolve_screen
 from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
 from .regions import pooling_layout, pooling_regions
@@ -26,11 +27,24 @@ class ClusterPooling(nn.Module):
     Args:
         in_dims / out_dims: channels before / after.
         fold_size: ``(rows, cols)`` regions clustered independently (the next stage's fold).
+        screen: how the point-to-center arg-max is taken (the pooling's quadratic part):
+            ``'auto'`` (default) through the certified low-precision screen where the
+            device has a fast low-precision GEMM (CUDA; CPUs with avx512_bf16/AMX) and in
+            fp32 elsewhere; ``'bf16'``/``'fp16'`` through the screen in that dtype;
+            ``'off'`` the fp32 similarity. The assignment is the fp32 one in every case,
+            up to fp32 near-ties (:mod:`.certified_argmax`). An attribute: change it on a
+            built model (``set_similarity_screen``) to compare.
+
+    ``screen_stats``: set it to a dict and every forward adds to it ``points`` and
+    ``rechecked`` (points the screen could not certify), ``pairs`` and ``full_rows``.
     """
 
-    def __init__(self, in_dims: int, out_dims: int, fold_size: Tuple[int, int]):
+    def __init__(self, in_dims: int, out_dims: int, fold_size: Tuple[int, int],
+                 screen='auto'):
         super().__init__()
         self.fold_size = tuple(fold_size)
+        self.screen = check_screen_setting(screen)
+        self.screen_stats = None
         self.conv_f = nn.Conv2d(in_dims, out_dims, kernel_size=1)  # similarity features
         self.conv_v = nn.Conv2d(in_dims, out_dims, kernel_size=1)  # values
         self.conv_skip = nn.Conv2d(in_dims, out_dims, kernel_size=3, stride=2, padding=1)
@@ -44,7 +58,9 @@ class ClusterPooling(nn.Module):
         layout = pooling_layout(height, width, self.fold_size)
         with torch.no_grad():  # the assignment gets no gradient (the paper's one-hot mask)
             feats = conv1x1(x, self.conv_f.weight, self.conv_f.bias)
-        centers, index = pooling_assignment(feats, layout, assignment.SIMILARITY_CHUNK_ELEMENTS)
+        centers, index = pooling_assignment(feats, layout, assignment.SIMILARITY_CHUNK_ELEMENTS,
+                                            resolve_screen(self.screen, feats.device),
+                                            self.screen_stats)
         values = conv1x1(x, self.conv_v.weight, self.conv_v.bias)
         pooled = cluster_average(values, index, layout)
         if is_recording(self):
@@ -82,3 +98,13 @@ class ClusterPooling(nn.Module):
         index = nearest_centers(points, centers)  # [B, N]
         new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
         return new_values.reshape(batch, channels, *out_size)
+
+
+def set_similarity_screen(model: nn.Module, screen) -> nn.Module:
+    """Set ``screen`` (``'auto'``, ``'bf16'``, ``'fp16'``, ``'off'``) on every
+    :class:`ClusterPooling` in ``model``; returns ``model``."""
+    check_screen_setting(screen)
+    for module in model.modules():
+        if isinstance(module, ClusterPooling):
+            module.screen = screen
+    return model

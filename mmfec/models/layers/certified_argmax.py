@@ -1,0 +1,264 @@
+"""The arg-max of the fp32 cosine at the price of a low-precision GEMM: a certified screen.
+
+A clustering pooling ranks ``M`` centers for every point by their cosine, a ``[n, C] x
+[C, M]`` GEMM per chunk of points whose only use is the arg-max. Here that GEMM runs in a
+low precision (bf16 or fp16, the *screen*), its rounding error is bounded rigorously per
+point, every point whose best center leads the runner-up by more than twice the bound is
+*certified* (its fp32 arg-max is the same center), and only the other points are
+recomputed in fp32, against the few centers that the bound cannot rule out.
+
+Shapes: ``B`` batch, ``C`` channels (the GEMM's ``K``), ``M`` centers (``m`` of one fold
+region), ``n`` points of one chunk.
+
+The bound
+---------
+Let ``p`` and ``c`` be a point and a center as unit vectors in fp32 (``|p|, |c| <= 1 + eta``
+with ``eta = (C + 8) 2^-23``, more than fp32 normalisation can leave), ``p^ = low(p)`` and
+``c^ = low(c)`` their roundings to the screen dtype, with unit roundoff ``u`` (``2^-8`` for
+bf16, ``2^-11`` for fp16), and ``r = p^ - p``, ``q = c^ - c`` the rounding residuals, which
+are exact in fp32 (a difference of a 24-bit number and its 8/11-bit rounding). Write
+``rho = |r|`` (per point) and ``sigma = max_m |q_m|`` (per region); both are computed, not
+assumed (``~0.4 u`` typically, at most ``u |p|``). The screen computes
+``s^ = low(acc)`` with ``acc`` the GEMM's fp32 accumulation of ``C`` products
+``p^_i c^_i``, each exact in fp32 (8x8 or 11x11 significant bits < 24). Then
+
+* ``|p^.c^ - p.c| = |r.c^ + p.q| <= rho (1 + eta + sigma) + (1 + eta) sigma``
+  (Cauchy-Schwarz, ``|c^| <= |c| + |q|``);
+* ``|acc - p^.c^| <= gamma_C |p^| |c^| <= gamma_C (1 + eta + rho)(1 + eta + sigma)``,
+  ``gamma_C = C 2^-24 / (1 - C 2^-24)`` (any summation order in fp32, Higham Thm 3.1);
+* ``|s^ - acc| <= u |s^|``, ``u`` the unit roundoff of the GEMM's output dtype (round
+  to nearest; plus ``2^-24`` absolute for a subnormal fp16 result). On CUDA the GEMM
+  returns fp32 (``bmm(..., out_dtype=float32)``), so there ``u = 2^-24``; on CPU it
+  returns the low dtype.
+
+So ``|s^ - p.c| <= a + u |s^|`` with ``a`` the sum of the first two lines and ``2^-24``,
+taken ``(1 + 2^-10)`` times and ``2^-20`` added to cover the fp32 evaluation of ``rho``,
+``sigma``, ``a`` and of the comparisons below. ``s^ +- (a + u|s^|)`` is monotone in ``s^``,
+so with ``s1`` the screen's best value (first index among equals) and ``s2`` the
+runner-up, the point is certified when ``s1 - u|s1| - a > s2 + u|s2| + a``: then the best
+center's exact cosine is larger than every other center's, and the fp32 arg-max agrees
+unless two exact cosines are within fp32 rounding of each other (where today's fused and
+plain fp32 paths already disagree). Otherwise the *candidates* are the centers with
+``s + u|s| + a >= s1 - u|s1| - a`` (the only ones whose exact cosine can reach the best
+center's lower bound: the exact winner is among them); their fp32 dot products decide,
+first index among equals, as ``Tensor.argmax`` does. Rows with many candidates (constant
+features: every center ties) are recomputed against all centers with one fp32 GEMM.
+
+The bound assumes the GEMM accumulates in fp32, as oneDNN/MKL's bf16 GEMMs do on CPU and
+cuBLAS does with reduced-precision reductions switched off (the screen switches them off
+around its GEMM on CUDA).
+
+When it pays: the screen's GEMM must be faster than fp32's by more than the recheck and
+the extra passes cost. :func:`fast_screen_dtype` is the dispatch rule: CUDA (fp16 there:
+tensor cores for both, and fp16's ``u`` is 8x smaller, so far fewer points need the
+recheck) and CPUs with native bf16 dot products (avx512_bf16 / AMX); elsewhere (e.g. an
+AVX2 CPU, where bf16 GEMMs are emulated and slower than fp32) the screen is off.
+"""
+import contextlib
+import functools
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+SCREEN_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16,
+                 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+OFF = (False, None, 'off', 'fp32', 'none')
+
+# Uncertified rows with more candidates than this are recomputed against all centers with
+# one fp32 GEMM instead of candidate by candidate (a gathered pair costs ~C loads).
+CANDIDATE_LIMIT = 32
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """``u``: the largest relative error of one rounding to ``dtype`` (half its eps)."""
+    return torch.finfo(dtype).eps / 2
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_fast_bf16() -> bool:
+    """Native bf16 dot products on this CPU (avx512_bf16 or AMX), as torch reports them."""
+    cpu = getattr(torch, 'cpu', None)
+    for name in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
+        probe = getattr(cpu, name, None)
+        if probe is not None:
+            try:
+                if probe():
+                    return True
+            except Exception:  # pragma: no cover - a torch without the probe's backend
+                pass
+    return False
+
+
+def fast_screen_dtype(device: Union[str, torch.device]) -> Optional[torch.dtype]:
+    """The dispatch rule of ``screen='auto'``: the low dtype whose GEMM is fast on
+    ``device``, or ``None`` where no low-precision GEMM beats fp32 (then the screen is
+    off). CUDA: fp16 (tensor cores; the tighter of the two bounds). CPU: bf16 where the
+    CPU has native bf16 dot products (avx512_bf16, AMX), else none: on an AVX2/AVX-512F
+    CPU bf16 GEMMs are converted to fp32 inside and measured slower than fp32
+    (docs/performance.md)."""
+    kind = torch.device(device).type
+    if kind == 'cuda':
+        return torch.float16
+    if kind == 'cpu' and _cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def resolve_screen(setting, device) -> Optional[torch.dtype]:
+    """A layer's ``screen`` setting -> the screen dtype for ``device`` or ``None`` (off).
+
+    ``'auto'``/``True``: :func:`fast_screen_dtype`; ``'bf16'``/``'fp16'`` (or the torch
+    dtypes): always that dtype; ``False``/``None``/``'off'``/``'fp32'``: off."""
+    if isinstance(setting, torch.dtype):
+        return setting
+    if setting in OFF:
+        return None
+    if setting is True or setting == 'auto':
+        return fast_screen_dtype(device)
+    if setting in SCREEN_DTYPES:
+        return SCREEN_DTYPES[setting]
+    raise ValueError(f"screen must be 'auto', 'bf16', 'fp16' or 'off', got {setting!r}")
+
+
+def check_screen_setting(setting):
+    """Raise ValueError for a setting :func:`resolve_screen` would not take."""
+    resolve_screen(setting, 'meta')
+    return setting
+
+
+@contextlib.contextmanager
+def _fp32_accumulation(device_type: str):
+    """cuBLAS may reduce fp16/bf16 GEMMs in their own precision unless told not to; the
+    bound needs fp32 accumulation."""
+    if device_type != 'cuda':
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    saved = (matmul.allow_fp16_reduced_precision_reduction,
+             matmul.allow_bf16_reduced_precision_reduction)
+    matmul.allow_fp16_reduced_precision_reduction = False
+    matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        (matmul.allow_fp16_reduced_precision_reduction,
+         matmul.allow_bf16_reduced_precision_reduction) = saved
+
+
+_FP32_OUT = {}
+
+
+def _screen_bmm(a: Tensor, b: Tensor) -> Tensor:
+    """``bmm`` of low-precision operands, accumulated in fp32; the result in fp32 where
+    the device offers it (``out_dtype``, CUDA: no output rounding), else in the low
+    dtype."""
+    device = a.device.type
+    with _fp32_accumulation(device):
+        if _FP32_OUT.get(device, device == 'cuda'):
+            try:
+                return torch.bmm(a, b, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):
+                _FP32_OUT[device] = False
+        return torch.bmm(a, b)
+
+
+class ScreenedCenters:
+    """One fold region's centers prepared for the screen: ``centers`` ``[B, C, m]`` fp32
+    unit vectors, their rounding ``low`` ``[B, C, m]``, and ``sigma`` ``[B, 1]``, the
+    largest rounding residual norm ``max_m |low(c_m) - c_m|`` per image."""
+
+    def __init__(self, centers: Tensor, dtype: torch.dtype):
+        self.centers = centers
+        self.dtype = dtype
+        self.low = centers.to(dtype)
+        residual = self.low.to(centers.dtype).sub_(centers)
+        self.sigma = residual.square_().sum(dim=1).sqrt_().amax(dim=1, keepdim=True)
+
+
+def error_offset(rho: Tensor, sigma: Tensor, channels: int) -> Tensor:
+    """``a`` of the module doc: ``|s^ - p.c| <= a + u |s^|`` for every center, ``[B, n]``
+    from the points' residual norms ``rho`` ``[B, n]`` and the centers' ``sigma`` ``[B, 1]``."""
+    eta = (channels + 8) * 2.0 ** -23
+    gamma = channels * 2.0 ** -24 / (1 - channels * 2.0 ** -24)
+    one = 1.0 + eta
+    a = rho * (one + sigma) + one * sigma + gamma * (one + rho) * (one + sigma) + 2.0 ** -24
+    return a.mul_(1.0 + 2.0 ** -10).add_(2.0 ** -20)
+
+
+def certified_argmax(points: Tensor, region: ScreenedCenters, argmax,
+                     stats: Optional[dict] = None) -> Tensor:
+    """The fp32 arg-max over the region's centers of the cosine of every point, through
+    the screen: ``points`` ``[B, C, n]`` (any float dtype, any positive scale per point)
+    -> ``[B, n]`` local center indices. ``argmax`` is the first-index arg-max over the
+    last dim (``first_argmax``). ``stats`` (optional) accumulates ``points``,
+    ``rechecked`` (uncertified points), ``pairs`` (candidate dot products) and
+    ``full_rows`` (rows recomputed against all centers)."""
+    centers = region.centers
+    batch, channels, num_points = points.shape
+    num_centers = centers.shape[2]
+    unit = points.to(centers.dtype)
+    unit = unit / unit.square().sum(dim=1, keepdim=True).sqrt_().clamp_min_(1e-12)
+    unit_low = unit.to(region.dtype)
+    rho = unit_low.to(unit.dtype).sub_(unit).square_().sum(dim=1).sqrt_()  # [B, n]
+    scores = _screen_bmm(unit_low.transpose(1, 2), region.low)  # [B, n, m]
+    best = argmax(scores)  # [B, n]
+    top = scores.gather(2, best.unsqueeze(2)).squeeze(2).float()
+    u = unit_roundoff(scores.dtype)  # the output's rounding (the inputs' is in rho, sigma)
+    a = error_offset(rho, region.sigma, channels)
+    lower = top - u * top.abs() - a  # the best center's exact cosine is at least this
+    if num_centers > 1:
+        scores.scatter_(2, best.unsqueeze(2), float('-inf'))
+        second = scores.amax(dim=2).float()
+        uncertain = ~(second + u * second.abs() + a < lower)  # NaN -> uncertain
+    else:
+        uncertain = torch.zeros_like(best, dtype=torch.bool)
+    rows_b, rows_n = uncertain.nonzero(as_tuple=True)  # [U]
+    if stats is not None:
+        stats['points'] = stats.get('points', 0) + batch * num_points
+        stats['rechecked'] = stats.get('rechecked', 0) + int(rows_b.numel())
+    if rows_b.numel() == 0:
+        return best
+    # Candidates of the uncertain rows: every center whose upper bound reaches `lower`.
+    row_scores = scores[rows_b, rows_n].float()  # [U, m]; the best's entry is -inf
+    row_best = best[rows_b, rows_n]
+    reach = (row_scores + u * row_scores.abs() + a[rows_b, rows_n].unsqueeze(1)
+             >= lower[rows_b, rows_n].unsqueeze(1))
+    reach.scatter_(1, row_best.unsqueeze(1), True)
+    counts = reach.sum(dim=1)
+    winners = torch.empty_like(row_best)
+    few = counts <= CANDIDATE_LIMIT
+    if bool(few.any()):
+        pair_row, pair_center = reach[few].nonzero(as_tuple=True)  # sorted by row, center
+        few_rows = few.nonzero(as_tuple=True)[0]
+        pb = rows_b[few_rows][pair_row]
+        dots = (unit[pb, :, rows_n[few_rows][pair_row]]
+                * centers[pb, :, pair_center]).sum(dim=1)  # [P] fp32
+        winners[few] = _segment_first_argmax(dots, pair_row, pair_center, int(few.sum()),
+                                             num_centers)
+        if stats is not None:
+            stats['pairs'] = stats.get('pairs', 0) + int(dots.numel())
+    many = ~few
+    if bool(many.any()):
+        many_rows = many.nonzero(as_tuple=True)[0]
+        for b in rows_b[many_rows].unique().tolist():
+            sel = many_rows[rows_b[many_rows] == b]
+            cos = torch.mm(unit[b][:, rows_n[sel]].t(), centers[b])  # [k, m] fp32
+            winners[sel] = argmax(cos.unsqueeze(0)).squeeze(0)
+        if stats is not None:
+            stats['full_rows'] = stats.get('full_rows', 0) + int(many_rows.numel())
+    best[rows_b, rows_n] = winners
+    return best
+
+
+def _segment_first_argmax(values: Tensor, segment: Tensor, index: Tensor, segments: int,
+                          sentinel: int) -> Tensor:
+    """Per segment, the ``index`` of its largest value, the smallest index among equal
+    maxima (``Tensor.argmax``'s rule); ``values``/``segment``/``index`` ``[P]``."""
+    top = values.new_full((segments,), float('-inf')).scatter_reduce(
+        0, segment, values, 'amax', include_self=True)
+    at_top = values == top[segment]
+    # NaN (a NaN feature): the segment's own smallest index, as argmax would pick the NaN
+    at_top |= torch.isnan(top[segment])
+    return index.new_full((segments,), sentinel).scatter_reduce(
+        0, segment[at_top], index[at_top], 'amin', include_self=True)
