@@ -56,6 +56,7 @@ AVX2 CPU, where bf16 GEMMs are emulated and slower than fp32) the screen is off.
 """
 import contextlib
 import functools
+import math
 from typing import Optional, Union
 
 import torch
@@ -73,6 +74,18 @@ CANDIDATE_LIMIT = 32
 def unit_roundoff(dtype: torch.dtype) -> float:
     """``u``: the largest relative error of one rounding to ``dtype`` (half its eps)."""
     return torch.finfo(dtype).eps / 2
+
+
+def half_ulp(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """The most a round-to-nearest into ``dtype`` can have moved a result that came out
+    as ``values`` (fp32 copies of ``dtype`` numbers): half the spacing of ``dtype`` at
+    ``|values|``, ``2^(e - digits - 1)`` for ``values = f 2^e``, ``f`` in ``[0.5, 1)``. At
+    most ``u |values|`` and as little as half that; ``v + half_ulp(v)`` and
+    ``v - half_ulp(v)`` are non-decreasing in ``v`` (across a power of two too). A zero
+    gets ``2^(-digits-1)``, far more than the rounding of anything that rounds to zero."""
+    digits = round(-math.log2(torch.finfo(dtype).eps)) + 1  # significant bits
+    exponent = torch.frexp(values)[1]
+    return torch.ldexp(torch.ones_like(values), (exponent - digits - 1).to(values.dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -204,13 +217,14 @@ def certified_argmax(points: Tensor, region: ScreenedCenters, argmax,
     scores = _screen_bmm(unit_low.transpose(1, 2), region.low)  # [B, n, m]
     best = argmax(scores)  # [B, n]
     top = scores.gather(2, best.unsqueeze(2)).squeeze(2).float()
-    u = unit_roundoff(scores.dtype)  # the output's rounding (the inputs' is in rho, sigma)
+    out_dtype = scores.dtype  # the output's rounding (the inputs' is in rho and sigma)
     a = error_offset(rho, region.sigma, channels)
-    lower = top - u * top.abs() - a  # the best center's exact cosine is at least this
+    lower = top - half_ulp(top, out_dtype) - a  # the best center's exact cosine is >= this
     if num_centers > 1:
         scores.scatter_(2, best.unsqueeze(2), float('-inf'))
         second = scores.amax(dim=2).float()
-        uncertain = ~(second + u * second.abs() + a < lower)  # NaN -> uncertain
+        # NaN -> uncertain; a single finite center leaves second = -inf: certified
+        uncertain = ~(second + half_ulp(second, out_dtype) + a < lower)
     else:
         uncertain = torch.zeros_like(best, dtype=torch.bool)
     rows_b, rows_n = uncertain.nonzero(as_tuple=True)  # [U]
@@ -222,7 +236,7 @@ def certified_argmax(points: Tensor, region: ScreenedCenters, argmax,
     # Candidates of the uncertain rows: every center whose upper bound reaches `lower`.
     row_scores = scores[rows_b, rows_n].float()  # [U, m]; the best's entry is -inf
     row_best = best[rows_b, rows_n]
-    reach = (row_scores + u * row_scores.abs() + a[rows_b, rows_n].unsqueeze(1)
+    reach = (row_scores + half_ulp(row_scores, out_dtype) + a[rows_b, rows_n].unsqueeze(1)
              >= lower[rows_b, rows_n].unsqueeze(1))
     reach.scatter_(1, row_best.unsqueeze(1), True)
     counts = reach.sum(dim=1)

@@ -1,0 +1,141 @@
+"""How the poolings' certified low-precision screen does on a model: the share of points
+it cannot certify (they need the fp32 recheck), its agreement with the fp32 arg-max, and
+the time of the arg-max with and without it.
+
+    python -m mmfec.benchmark.screen --size 320x480 --dtypes bf16 fp16
+    python -m mmfec.benchmark.screen --checkpoint work_dirs/x/epoch_1.pth --size 800x1216
+
+For every :class:`~mmfec.models.layers.ClusterPooling` of an FEC backbone the input of one
+forward is captured, and the pooling's assignment is taken once in fp32 and once through
+the screen in each dtype, on the same features.
+"""
+import argparse
+import json
+import time
+
+import torch
+
+from .cases import DET_SETTING
+
+
+def _sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device, repeats):
+    best = None
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return out, best
+
+
+@torch.no_grad()
+def pooling_inputs(model, img, autocast_dtype=None):
+    """``[(name, pooling, its similarity features)]`` from one forward of ``model``."""
+    from mmfec.models.layers import ClusterPooling
+    from mmfec.models.layers.pointwise import conv1x1
+    captured, handles = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, ClusterPooling):
+            def hook(mod, args, name=name):
+                captured.append((name, mod, conv1x1(args[0], mod.conv_f.weight,
+                                                    mod.conv_f.bias)))
+            handles.append(module.register_forward_pre_hook(hook))
+    try:
+        if autocast_dtype is None:
+            model(img)
+        else:
+            with torch.autocast(img.device.type, dtype=autocast_dtype):
+                model(img)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repeats=1):
+    """One row per pooling and screen dtype: points, rechecked share, disagreements with
+    the fp32 arg-max, and the arg-max time in fp32 and through the screen."""
+    from mmfec.models.layers import assignment
+    from mmfec.models.layers.certified_argmax import resolve_screen
+    from mmfec.models.layers.regions import pooling_layout
+    rows = []
+    device = img.device
+    for name, pooling, feats in pooling_inputs(model, img, autocast_dtype):
+        layout = pooling_layout(*feats.shape[-2:], pooling.fold_size)
+        (_, ref), ref_s = _timed(lambda: assignment.pooling_assignment(feats, layout),
+                                 device, repeats)
+        for dtype in dtypes:
+            stats = {}
+            screen = resolve_screen(dtype, device)
+            (_, index), screen_s = _timed(lambda: assignment.pooling_assignment(
+                feats, layout, screen=screen, stats=stats), device, repeats)
+            points = stats['points'] // repeats
+            rows.append(dict(
+                layer=name, channels=feats.shape[1], points=points,
+                centers=layout.num_centers, regions=len(layout.regions), screen=dtype,
+                rechecked=stats['rechecked'] / (points * repeats),
+                full_rows=stats.get('full_rows', 0) // repeats,
+                disagree=int((index != ref).sum()), fp32_ms=round(ref_s * 1e3, 2),
+                screen_ms=round(screen_s * 1e3, 2)))
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='small')
+    parser.add_argument('--size', default='320x480')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--dtypes', nargs='+', default=['bf16', 'fp16'])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--autocast', choices=['bfloat16', 'float16'], default=None,
+                        help='take the features under this autocast (default: fp32)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='an mmfec/mmdet checkpoint whose backbone weights to load')
+    parser.add_argument('--repeats', type=int, default=1)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json', default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    from mmfec.models.backbones import FEC
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    model = FEC(arch=args.arch, **DET_SETTING)
+    model.init_weights()
+    if args.checkpoint:
+        from mmfec.models.backbones.fec import extract_state_dict
+        from mmfec.utils.safe_checkpoint import safe_torch_load
+        state = extract_state_dict(safe_torch_load(args.checkpoint), args.checkpoint)
+        if any(k.startswith('backbone.') for k in state):  # a detector's / segmentor's
+            state = {k[9:]: v for k, v in state.items() if k.startswith('backbone.')}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        print(f'loaded {args.checkpoint}: {len(missing)} missing, {len(unexpected)} '
+              'unexpected keys')
+    model = model.to(args.device).eval()
+    height, width = (int(v) for v in args.size.split('x'))
+    img = torch.randn(args.batch, 3, height, width, device=args.device)
+    rows = screen_report(model, img, args.dtypes,
+                         getattr(torch, args.autocast) if args.autocast else None,
+                         args.repeats)
+    keys = list(rows[0])
+    print('| ' + ' | '.join(keys) + ' |')
+    print('|' + '---|' * len(keys))
+    for row in rows:
+        print('| ' + ' | '.join(f'{v:.3g}' if isinstance(v, float) else str(v)
+                                for v in row.values()) + ' |')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
