@@ -59,6 +59,27 @@ def pooling_inputs(model, img, autocast_dtype=None):
     return captured
 
 
+def fp32_rounding(channels):
+    """More than fp32 can misorder two cosines of ``channels``-long unit vectors by
+    (twice ``gamma_C`` and the normalisation's rounding)."""
+    return 2 * (channels + 8) * 2.0 ** -23
+
+
+def beyond_fp32_ties(feats, centers, index, ref):
+    """How many points the two assignments give centers whose exact (fp64) cosines
+    differ by more than fp32 rounding: 0 when ``index`` is the fp32 arg-max up to fp32
+    near-ties."""
+    differ = (index != ref).nonzero(as_tuple=True)
+    if differ[0].numel() == 0:
+        return 0
+    channels = feats.shape[1]
+    points = torch.nn.functional.normalize(feats.double().flatten(2), dim=1)
+    points = points[differ[0], :, differ[1]]  # [k, C]
+    flat = centers.double().flatten(2)
+    cos = [(points * flat[differ[0], :, idx[differ]]).sum(1) for idx in (index, ref)]
+    return int(((cos[0] - cos[1]).abs() > fp32_rounding(channels)).sum())
+
+
 def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repeats=1):
     """One row per pooling and screen dtype: points, rechecked share, disagreements with
     the fp32 arg-max, and the arg-max time in fp32 and through the screen."""
@@ -69,7 +90,7 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
     device = img.device
     for name, pooling, feats in pooling_inputs(model, img, autocast_dtype):
         layout = pooling_layout(*feats.shape[-2:], pooling.fold_size)
-        (_, ref), ref_s = _timed(lambda: assignment.pooling_assignment(feats, layout),
+        (centers, ref), ref_s = _timed(lambda: assignment.pooling_assignment(feats, layout),
                                  device, repeats)
         for dtype in dtypes:
             stats = {}
@@ -77,12 +98,15 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
             (_, index), screen_s = _timed(lambda: assignment.pooling_assignment(
                 feats, layout, screen=screen, stats=stats), device, repeats)
             points = stats['points'] // repeats
+            differ = index != ref
             rows.append(dict(
                 layer=name, channels=feats.shape[1], points=points,
                 centers=layout.num_centers, regions=len(layout.regions), screen=dtype,
                 rechecked=stats['rechecked'] / (points * repeats),
                 full_rows=stats.get('full_rows', 0) // repeats,
-                disagree=int((index != ref).sum()), fp32_ms=round(ref_s * 1e3, 2),
+                disagree=int(differ.sum()),
+                beyond_fp32_ties=beyond_fp32_ties(feats, centers, index, ref),
+                fp32_ms=round(ref_s * 1e3, 2),
                 screen_ms=round(screen_s * 1e3, 2)))
     return rows
 
