@@ -14,35 +14,40 @@ The bound
 ---------
 Let ``p`` and ``c`` be a point and a center as unit vectors in fp32 (``|p|, |c| <= 1 + eta``
 with ``eta = (C + 8) 2^-23``, more than fp32 normalisation can leave), ``p^ = low(p)`` and
-``c^ = low(c)`` their roundings to the screen dtype, with unit roundoff ``u`` (``2^-8`` for
+``c^ = low(c)`` their roundings to the screen dtype (unit roundoff ``u_in``: ``2^-8`` for
 bf16, ``2^-11`` for fp16), and ``r = p^ - p``, ``q = c^ - c`` the rounding residuals, which
 are exact in fp32 (a difference of a 24-bit number and its 8/11-bit rounding). Write
-``rho = |r|`` (per point) and ``sigma = max_m |q_m|`` (per region); both are computed, not
-assumed (``~0.4 u`` typically, at most ``u |p|``). The screen computes
-``s^ = low(acc)`` with ``acc`` the GEMM's fp32 accumulation of ``C`` products
-``p^_i c^_i``, each exact in fp32 (8x8 or 11x11 significant bits < 24). Then
+``rho = |r|`` (per point) and ``sigma = max_m |q_m|`` (per region and image); both are
+computed, not assumed (about ``0.42 u_in`` and ``0.5 u_in`` on FEC's features, at most
+``u_in (1 + eta)``). The screen computes ``s^ = out(acc)``, ``acc`` the GEMM's fp32
+accumulation of ``C`` products ``p^_i c^_i``, each exact in fp32 (8x8 or 11x11 significant
+bits < 24), rounded to the GEMM's output dtype. Then
 
 * ``|p^.c^ - p.c| = |r.c^ + p.q| <= rho (1 + eta + sigma) + (1 + eta) sigma``
   (Cauchy-Schwarz, ``|c^| <= |c| + |q|``);
 * ``|acc - p^.c^| <= gamma_C |p^| |c^| <= gamma_C (1 + eta + rho)(1 + eta + sigma)``,
   ``gamma_C = C 2^-24 / (1 - C 2^-24)`` (any summation order in fp32, Higham Thm 3.1);
-* ``|s^ - acc| <= u |s^|``, ``u`` the unit roundoff of the GEMM's output dtype (round
-  to nearest; plus ``2^-24`` absolute for a subnormal fp16 result). On CUDA the GEMM
-  returns fp32 (``bmm(..., out_dtype=float32)``), so there ``u = 2^-24``; on CPU it
-  returns the low dtype.
+* ``|s^ - acc| <= h(s^)``, half the output dtype's spacing at ``s^`` (round to nearest;
+  ``h(s) <= u_out |s|``, ``2^-9`` for a bf16 result in ``[0.5, 1)``; :func:`half_ulp`),
+  plus ``2^-24`` absolute for a subnormal fp16 result. On CUDA the GEMM returns fp32
+  (``bmm(..., out_dtype=float32)``), so there ``h`` is fp32's; on CPU it returns the low
+  dtype.
 
-So ``|s^ - p.c| <= a + u |s^|`` with ``a`` the sum of the first two lines and ``2^-24``,
+So ``|s^ - p.c| <= a + h(s^)`` with ``a`` the sum of the first two lines and ``2^-24``,
 taken ``(1 + 2^-10)`` times and ``2^-20`` added to cover the fp32 evaluation of ``rho``,
-``sigma``, ``a`` and of the comparisons below. ``s^ +- (a + u|s^|)`` is monotone in ``s^``,
-so with ``s1`` the screen's best value (first index among equals) and ``s2`` the
-runner-up, the point is certified when ``s1 - u|s1| - a > s2 + u|s2| + a``: then the best
-center's exact cosine is larger than every other center's, and the fp32 arg-max agrees
-unless two exact cosines are within fp32 rounding of each other (where today's fused and
-plain fp32 paths already disagree). Otherwise the *candidates* are the centers with
-``s + u|s| + a >= s1 - u|s1| - a`` (the only ones whose exact cosine can reach the best
-center's lower bound: the exact winner is among them); their fp32 dot products decide,
-first index among equals, as ``Tensor.argmax`` does. Rows with many candidates (constant
-features: every center ties) are recomputed against all centers with one fp32 GEMM.
+``sigma``, ``a`` and of the comparisons below. ``s +- h(s)`` is non-decreasing in ``s``, so
+with ``s1`` the screen's best value (first index among equals) and ``s2`` the runner-up,
+the point is *certified* when ``s1 - h(s1) - a > s2 + h(s2) + a`` (the lead is more than
+twice the bound): then the best center's exact cosine is larger than every other
+center's, and the fp32 arg-max agrees unless two exact cosines are within fp32 rounding
+of each other (where today's fused and plain fp32 paths already disagree). Otherwise the
+*candidates* are the centers with ``s + h(s) + a >= s1 - h(s1) - a`` (the only ones whose
+exact cosine can reach the best center's lower bound, so the exact winner is among them);
+their fp32 dot products decide, first index among equals, as ``Tensor.argmax`` does.
+Rows with many candidates (constant features: every center ties) are recomputed against
+all centers with one fp32 GEMM. Per side the bound is about ``1.5 u_in`` for bf16 on CPU
+(``a ~ 0.95 u_in``, ``h ~ 0.5 u_in``): a quarter of the pooling points of a randomly
+initialised FEC-S need the recheck in bf16, 2-4% in fp16 (docs/performance.md).
 
 The bound assumes the GEMM accumulates in fp32, as oneDNN/MKL's bf16 GEMMs do on CPU and
 cuBLAS does with reduced-precision reductions switched off (the screen switches them off
