@@ -24,8 +24,7 @@ MODEL_HELP = {
     'fec-s-plain (etc.)': 'FEC backbone, plain module-by-module path (pre-optimisation)',
     'fec-s-compile (etc.)': 'FEC backbone wrapped in torch.compile',
     'fec-s-fp32sim / -bf16sim / -fp16sim (etc.)': 'FEC backbone with the poolings\' '
-        'similarity screen off (fp32 arg-max) / forced to bf16 / fp16 (the default, fec-s, '
-        'is screen=auto: on where the device has a fast low-precision GEMM)',
+        'similarity screen off (fp32 arg-max, the default, as fec-s) / bf16 / fp16',
     'dense-s/-b/-l': 'dense paper-style FEC (mmfec.testing.dense_fec_forward)',
     'r50': 'ResNet-50 as mmdet\'s detectors train it: frozen_stages=1, norm_eval=True '
            '(stem and first stage get no gradient, BN statistics fixed)',

@@ -4,6 +4,7 @@ the time of the arg-max with and without it.
 
     python -m mmfec.benchmark.screen --size 320x480 --dtypes bf16 fp16
     python -m mmfec.benchmark.screen --checkpoint work_dirs/x/epoch_1.pth --size 800x1216
+    python -m mmfec.benchmark.screen --images scenes --train-steps 150   # briefly trained
 
 For every :class:`~mmfec.models.layers.ClusterPooling` of an FEC backbone the input of one
 forward is captured, and the pooling's assignment is taken once in fp32 and once through
@@ -111,6 +112,62 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
     return rows
 
 
+def scene_images(batch, height, width, seed=0):
+    """``[batch, 3, H, W]`` synthetic scenes like the toy ADE20K set's (a few large
+    regions with wavy borders, each one of 4 classes with its own colour and texture,
+    plus pixel noise), normalised, and their ``[batch, H, W]`` labels 1-4. Pure torch:
+    a GPU machine without OpenCV makes them too. Flat regions make many nearly equal
+    centers, the hard case for the screen; random-normal images are the easy one."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32),
+                            torch.arange(width, dtype=torch.float32), indexing='ij')
+    colours = torch.tensor([[0.65, 0.76, 0.87], [0.22, 0.29, 0.59], [0.9, 0.73, 0.53],
+                            [0.41, 0.44, 0.47]])
+    imgs, labels = [], []
+    for _ in range(batch):
+        count = int(torch.randint(3, 7, (1,), generator=gen))
+        seeds = torch.rand(count, 2, generator=gen) * torch.tensor([height, width])
+        classes = torch.randint(0, 4, (count,), generator=gen)
+        amp = 0.08 * min(height, width)
+        warp = torch.nn.functional.interpolate(torch.randn(1, 2, 4, 4, generator=gen) * amp,
+                                               size=(height, width), mode='bicubic',
+                                               align_corners=True)[0]
+        wy, wx = yy + warp[0], xx + warp[1]
+        dist = (wy - seeds[:, :1, None]) ** 2 + (wx - seeds[:, 1:, None]) ** 2
+        label = classes[dist.argmin(dim=0)]  # [H, W]
+        texture = torch.stack([0.04 * torch.sin(yy * 1.05), 0.12 * ((yy % 8) < 1.5).float(),
+                               -0.08 * (yy / height - 0.5),
+                               0.11 * (((yy // 10) + (xx // 10)) % 2 - 0.5)])  # [4, H, W]
+        img = colours[label].permute(2, 0, 1) + texture.gather(0, label[None])
+        img = img + 0.016 * torch.randn(3, height, width, generator=gen)
+        imgs.append(img)
+        labels.append(label + 1)
+    img = torch.stack(imgs)
+    img = (img - img.mean(dim=(0, 2, 3), keepdim=True)) / 0.23
+    return img, torch.stack(labels)
+
+
+def train_toy(model, steps, size=128, batch=4, lr=1e-3, seed=0, log=print):
+    """Train ``model`` (an FEC backbone) briefly with a linear head on its stride-4
+    output, segmenting :func:`scene_images` (labels 1-4); returns the final loss."""
+    head = torch.nn.Conv2d(model.embed_dims[0], 5, 1)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    model.train()
+    loss = None
+    for step in range(steps):
+        img, labels = scene_images(batch, size, size, seed=seed * 100003 + step)
+        logits = torch.nn.functional.interpolate(head(model(img)[0]), size=(size, size),
+                                                 mode='bilinear', align_corners=False)
+        loss = torch.nn.functional.cross_entropy(logits, labels, ignore_index=0)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        if step % 25 == 0 or step == steps - 1:
+            log(f'toy training step {step}: loss {loss.item():.3f}')
+    return float(loss)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='small')
@@ -122,6 +179,11 @@ def parse_args(argv=None):
                         help='take the features under this autocast (default: fp32)')
     parser.add_argument('--checkpoint', default=None,
                         help='an mmfec/mmdet checkpoint whose backbone weights to load')
+    parser.add_argument('--images', choices=['noise', 'scenes'], default='noise',
+                        help='random-normal images or synthetic scenes (scene_images)')
+    parser.add_argument('--train-steps', type=int, default=0,
+                        help='first train the backbone this many steps on scenes '
+                        '(128x128, batch 4, a linear segmentation head)')
     parser.add_argument('--repeats', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', default=None)
@@ -143,9 +205,15 @@ def main(argv=None):
         missing, unexpected = model.load_state_dict(state, strict=False)
         print(f'loaded {args.checkpoint}: {len(missing)} missing, {len(unexpected)} '
               'unexpected keys')
+    if args.train_steps:
+        train_toy(model, args.train_steps, seed=args.seed)
     model = model.to(args.device).eval()
     height, width = (int(v) for v in args.size.split('x'))
-    img = torch.randn(args.batch, 3, height, width, device=args.device)
+    if args.images == 'scenes':
+        img = scene_images(args.batch, height, width, seed=10 ** 6 + args.seed)[0]
+    else:
+        img = torch.randn(args.batch, 3, height, width)
+    img = img.to(args.device)
     rows = screen_report(model, img, args.dtypes,
                          getattr(torch, args.autocast) if args.autocast else None,
                          args.repeats)

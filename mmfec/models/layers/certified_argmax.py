@@ -54,10 +54,18 @@ cuBLAS does with reduced-precision reductions switched off (the screen switches 
 around its GEMM on CUDA).
 
 When it pays: the screen's GEMM must be faster than fp32's by more than the recheck and
-the extra passes cost. :func:`fast_screen_dtype` is the dispatch rule: CUDA (fp16 there:
-tensor cores for both, and fp16's ``u`` is 8x smaller, so far fewer points need the
-recheck) and CPUs with native bf16 dot products (avx512_bf16 / AMX); elsewhere (e.g. an
-AVX2 CPU, where bf16 GEMMs are emulated and slower than fp32) the screen is off.
+the extra passes cost. :func:`fast_screen_dtype` is the dispatch rule of ``'auto'``: CUDA
+(fp16 there: tensor cores for both, and fp16's ``u`` is 8x smaller) and CPUs with native
+bf16 dot products (avx512_bf16 / AMX); elsewhere (an AVX2 CPU, where bf16 GEMMs are
+emulated: 8-18x slower than fp32 on this project's EPYC) the screen is off. But how many
+points need the recheck depends on the image far more than on the device: measured on a
+randomly initialised FEC-S at 320x480, 14-29% (bf16) and 2-4% (fp16) of the pooling points
+for random-normal images, but 89-98% (bf16) and 33-76% (fp16) for synthetic scenes with
+flat textured regions (whose neighbouring centers are nearly equal), and 92-99% / 85-97%
+after 150 training steps on such scenes (docs/performance.md). With a recheck that large
+the screen costs more than the fp32 GEMM it replaces, so :class:`~.ClusterPooling`'s
+default is ``'off'``; ``'auto'``, ``'bf16'`` and ``'fp16'`` are there to measure it (the
+GPU check compares them).
 """
 import contextlib
 import functools

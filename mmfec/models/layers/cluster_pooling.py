@@ -28,19 +28,21 @@ class ClusterPooling(nn.Module):
         in_dims / out_dims: channels before / after.
         fold_size: ``(rows, cols)`` regions clustered independently (the next stage's fold).
         screen: how the point-to-center arg-max is taken (the pooling's quadratic part):
-            ``'auto'`` (default) through the certified low-precision screen where the
-            device has a fast low-precision GEMM (CUDA; CPUs with avx512_bf16/AMX) and in
-            fp32 elsewhere; ``'bf16'``/``'fp16'`` through the screen in that dtype;
-            ``'off'`` the fp32 similarity. The assignment is the fp32 one in every case,
-            up to fp32 near-ties (:mod:`.certified_argmax`). An attribute: change it on a
-            built model (``set_similarity_screen``) to compare.
+            ``'off'`` (default) the fp32 similarity; ``'bf16'``/``'fp16'`` through the
+            certified low-precision screen in that dtype; ``'auto'`` through the screen
+            where the device has a fast low-precision GEMM (CUDA: fp16; CPUs with
+            avx512_bf16/AMX: bf16), else fp32. The assignment is the fp32 one in every
+            case, up to fp32 near-ties (:mod:`.certified_argmax`). Off by default
+            because it was measured not to pay: on structured images most points need
+            the fp32 recheck (docs/performance.md). An attribute: change it on a built
+            model with :func:`set_similarity_screen`.
 
     ``screen_stats``: set it to a dict and every forward adds to it ``points`` and
     ``rechecked`` (points the screen could not certify), ``pairs`` and ``full_rows``.
     """
 
     def __init__(self, in_dims: int, out_dims: int, fold_size: Tuple[int, int],
-                 screen='auto'):
+                 screen='off'):
         super().__init__()
         self.fold_size = tuple(fold_size)
         self.screen = check_screen_setting(screen)
