@@ -308,3 +308,17 @@ def test_settings_and_the_off_switch():
         ClusterPooling(4, 4, (1, 1), screen='int8')
     model = torch.nn.Sequential(ClusterPooling(4, 8, (1, 1)), ClusterPooling(8, 8, (1, 1)))
     assert [m.screen for m in set_similarity_screen(model, 'off')] == ['off', 'off']
+
+
+def test_the_benchmark_measures_the_screen_on_and_off(tmp_path):
+    import json
+    from tool_utils import load_tool
+    out_json = tmp_path / 'bench.json'
+    bench = load_tool('benchmark.py')
+    assert bench.main(['--smoke', '--models', 'fec-s', 'fec-s-fp32sim', 'fec-s-bf16sim',
+                       '--baselines', '--modes', 'infer', '--json', str(out_json)]) == 0
+    rows = {r['model']: r for r in json.loads(out_json.read_text())['results']}
+    assert {m: r['status'] for m, r in rows.items()} == dict.fromkeys(
+        ('fec-s', 'fec-s-fp32sim', 'fec-s-bf16sim'), 'ok')
+    assert [rows[m]['screen'] for m in ('fec-s', 'fec-s-fp32sim', 'fec-s-bf16sim')] == [
+        'fp32', 'fp32', 'bfloat16']
