@@ -81,6 +81,17 @@ def beyond_fp32_ties(feats, centers, index, ref):
     return int(((cos[0] - cos[1]).abs() > fp32_rounding(channels)).sum())
 
 
+def plain_disagreement(feats, centers, ref, layout):
+    """Points on which the plain fp32 path (normalised points, one region) and the fused
+    fp32 path (``ref``) disagree, the rate of fp32 near-ties the two already have; None
+    for a folded layout (the plain path's per-region indices are not compared here)."""
+    from mmfec.models.layers.assignment import nearest_centers, normalize
+    if len(layout.regions) != 1:
+        return None
+    plain = nearest_centers(normalize(feats.float().flatten(2)), centers.flatten(2))
+    return int((plain != ref).sum())
+
+
 def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repeats=1):
     """One row per pooling and screen dtype: points, rechecked share, disagreements with
     the fp32 arg-max, and the arg-max time in fp32 and through the screen."""
@@ -93,6 +104,7 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
         layout = pooling_layout(*feats.shape[-2:], pooling.fold_size)
         (centers, ref), ref_s = _timed(lambda: assignment.pooling_assignment(feats, layout),
                                  device, repeats)
+        plain = plain_disagreement(feats, centers, ref, layout)
         for dtype in dtypes:
             stats = {}
             screen = resolve_screen(dtype, device)
@@ -107,6 +119,7 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
                 full_rows=stats.get('full_rows', 0) // repeats,
                 disagree=int(differ.sum()),
                 beyond_fp32_ties=beyond_fp32_ties(feats, centers, index, ref),
+                plain_vs_fused=plain,
                 fp32_ms=round(ref_s * 1e3, 2),
                 screen_ms=round(screen_s * 1e3, 2)))
     return rows
