@@ -68,12 +68,13 @@ default is ``'off'``; ``'auto'``, ``'bf16'`` and ``'fp16'`` are there to measure
 GPU check compares them).
 """
 import contextlib
-import functools
 import math
 from typing import Optional, Union
 
 import torch
 from torch import Tensor
+
+from .precision import cpu_has_native
 
 SCREEN_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16,
                  'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -101,19 +102,9 @@ def half_ulp(values: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.ldexp(torch.ones_like(values), (exponent - digits - 1).to(values.dtype))
 
 
-@functools.lru_cache(maxsize=None)
 def _cpu_has_fast_bf16() -> bool:
     """Native bf16 dot products on this CPU (avx512_bf16 or AMX), as torch reports them."""
-    cpu = getattr(torch, 'cpu', None)
-    for name in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
-        probe = getattr(cpu, name, None)
-        if probe is not None:
-            try:
-                if probe():
-                    return True
-            except Exception:  # pragma: no cover - a torch without the probe's backend
-                pass
-    return False
+    return cpu_has_native(torch.bfloat16)
 
 
 def fast_screen_dtype(device: Union[str, torch.device]) -> Optional[torch.dtype]:

@@ -11,6 +11,7 @@ from .assignment import (average_members, cluster_average, cosine_to_assigned, n
                          normalize, pooling_assignment)
 from .certified_argmax import check_screen_setting, resolve_screen
 from .pointwise import conv1x1, use_plain_ops
+from .precision import autocast_conv2d
 from .recording import emit, is_recording
 from .regions import pooling_layout, pooling_regions
 
@@ -55,7 +56,7 @@ class ClusterPooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if use_plain_ops():  # FLOP counting: plain, traceable ops
             return self._forward_plain(x)
-        skip = self.conv_skip(x)  # [B, C', ceil(H/2), ceil(W/2)]
+        skip = autocast_conv2d(self.conv_skip, x)  # [B, C', ceil(H/2), ceil(W/2)]
         batch, _, height, width = x.shape
         layout = pooling_layout(height, width, self.fold_size)
         with torch.no_grad():  # the assignment gets no gradient (the paper's one-hot mask)
