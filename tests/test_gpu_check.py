@@ -57,8 +57,9 @@ def test_quick_cpu_run_of_the_screen_sections(tmp_path):
     report = json.loads((tmp_path / 'gpu_check.json').read_text())
     assert code == 0, report['failed']
     shares = report['screen']
-    assert {(r['precision'], r['screen']) for r in shares} == {
-        (p, s) for p in ('fp32', 'amp') for s in ('fp16', 'bf16')}
+    assert {(r['images'], r['precision'], r['screen']) for r in shares} == {
+        (i, p, s) for i in ('noise', 'scenes') for p in ('fp32', 'amp')
+        for s in ('fp16', 'bf16')}
     assert all(r['beyond_fp32_ties'] == 0 and 0 <= r['rechecked'] <= 1 for r in shares)
     speed = report['screen_speed']
     assert {(r['precision'], r['mode'], r['screen']) for r in speed} == {

@@ -15,8 +15,8 @@ OpenMMLab packages). Six sections, each a table in the report:
    detectors train it and unfrozen) at 512x512 and 800x1216, batch 2, fp32 and AMP,
    train and inference, with ratios;
 4. ``screen``: the poolings' certified low-precision similarity screen
-   (``mmfec/models/layers/certified_argmax.py``), FEC-S at 800x1216, batch 2, features
-   taken in fp32 and under AMP: per pooling and screen dtype (fp16, bf16) the share of
+   (``mmfec/models/layers/certified_argmax.py``), FEC-S at 800x1216, batch 2, random-normal
+   images and synthetic scenes, features taken in fp32 and under AMP: per pooling and screen dtype (fp16, bf16) the share of
    points that needed the fp32 recheck, disagreements with the fp32 arg-max and how many
    of them are beyond fp32 near-ties (must be 0), and the arg-max's time with and
    without the screen;
@@ -220,18 +220,20 @@ def _amp_dtype(device):
 
 def check_screen(device, quick):
     """Recheck share and agreement of the screen, per pooling, fp32 and AMP features."""
-    from .screen import screen_report
+    from .screen import scene_images, screen_report
     model = clustering_model(TINY_ARCH if quick else 'small').to(device).eval()
     shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
-    img = torch.randn(*shape, generator=torch.Generator().manual_seed(2)).to(device)
+    images = {'noise': torch.randn(*shape, generator=torch.Generator().manual_seed(2)),
+              'scenes': scene_images(shape[0], *shape[2:], seed=2)[0]}
     rows = []
-    for precision, autocast in (('fp32', None), ('amp', _amp_dtype(device))):
-        with _no_tf32():
-            for row in screen_report(model, img, ('fp16', 'bf16'), autocast,
-                                     repeats=1 if quick else 3):
-                row = dict(precision=precision, **row)
-                row['ok'] = row['beyond_fp32_ties'] == 0
-                rows.append(row)
+    for name, img in images.items():
+        for precision, autocast in (('fp32', None), ('amp', _amp_dtype(device))):
+            with _no_tf32():
+                for row in screen_report(model, img.to(device), ('fp16', 'bf16'), autocast,
+                                         repeats=1 if quick else 3):
+                    row = dict(images=name, precision=precision, **row)
+                    row['ok'] = row['beyond_fp32_ties'] == 0
+                    rows.append(row)
     return rows
 
 
@@ -240,8 +242,9 @@ def check_screen_speed(device, quick):
     from mmfec.models.layers import assignment, set_similarity_screen
     base_chunk = assignment.SIMILARITY_CHUNK_ELEMENTS
     model = clustering_model(TINY_ARCH if quick else 'small').to(device)
+    from .screen import scene_images
     shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
-    img = torch.randn(*shape, generator=torch.Generator().manual_seed(3)).to(device)
+    img = scene_images(shape[0], *shape[2:], seed=3)[0].to(device)
     repeats = 1 if quick else 5
     rows = []
     try:
