@@ -292,12 +292,11 @@ def test_compiled_pooling_with_the_screen_matches_eager():
 
 
 # ---------------------------------------------------------------- settings
-def test_the_dispatch_rule(monkeypatch):
-    monkeypatch.setattr(certified_argmax, '_cpu_has_fast_bf16', lambda: False)
-    assert fast_screen_dtype('cpu') is None and resolve_screen('auto', 'cpu') is None
-    monkeypatch.setattr(certified_argmax, '_cpu_has_fast_bf16', lambda: True)
-    assert fast_screen_dtype('cpu') == torch.bfloat16
+def test_the_dispatch_rule():
+    """'auto': fp16 on CUDA; on CPU the screen was measured not to pay (fp32)."""
     assert fast_screen_dtype('cuda') == torch.float16
+    assert fast_screen_dtype('cpu') is None and resolve_screen('auto', 'cpu') is None
+    assert resolve_screen('auto', 'cuda') == torch.float16
 
 
 def test_settings_and_the_off_switch():

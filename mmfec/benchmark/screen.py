@@ -117,6 +117,7 @@ def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repe
                 centers=layout.num_centers, regions=len(layout.regions), screen=dtype,
                 rechecked=stats['rechecked'] / (points * repeats),
                 full_rows=stats.get('full_rows', 0) // repeats,
+                pairs_per_point=stats.get('pairs', 0) / (points * repeats),
                 disagree=int(differ.sum()),
                 beyond_fp32_ties=beyond_fp32_ties(feats, centers, index, ref),
                 plain_vs_fused=plain,

@@ -54,18 +54,14 @@ cuBLAS does with reduced-precision reductions switched off (the screen switches 
 around its GEMM on CUDA).
 
 When it pays: the screen's GEMM must be faster than fp32's by more than the recheck and
-the extra passes cost. :func:`fast_screen_dtype` is the dispatch rule of ``'auto'``: CUDA
-(fp16 there: tensor cores for both, and fp16's ``u`` is 8x smaller) and CPUs with native
-bf16 dot products (avx512_bf16 / AMX); elsewhere (an AVX2 CPU, where bf16 GEMMs are
-emulated: 8-18x slower than fp32 on this project's EPYC) the screen is off. But how many
-points need the recheck depends on the image far more than on the device: measured on a
-randomly initialised FEC-S at 320x480, 14-29% (bf16) and 2-4% (fp16) of the pooling points
-for random-normal images, but 89-98% (bf16) and 33-76% (fp16) for synthetic scenes with
-flat textured regions (whose neighbouring centers are nearly equal), and 92-99% / 85-97%
-after 150 training steps on such scenes (docs/performance.md). With a recheck that large
-the screen costs more than the fp32 GEMM it replaces, so :class:`~.ClusterPooling`'s
-default is ``'off'``; ``'auto'``, ``'bf16'`` and ``'fp16'`` are there to measure it (the
-GPU check compares them).
+the extra passes cost, and how many points need the recheck depends on the image far more
+than on the device: measured on a randomly initialised FEC-S at 800x1216, 28-40% (bf16)
+and 4-7% (fp16) of the pooling points for random-normal images, but 97-99.5% (bf16) and
+84-93% (fp16) for synthetic scenes with flat textured regions, whose neighbouring centers
+are nearly the same vector, and as many after a brief training (docs/performance.md).
+Hence :class:`~.ClusterPooling`'s default ``screen='off'``; ``'auto'`` applies
+:func:`fast_screen_dtype` (fp16 on CUDA, where the GPU check measures it; nothing on CPU),
+``'bf16'``/``'fp16'`` force a dtype.
 """
 import contextlib
 import math
@@ -73,8 +69,6 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
-
-from .precision import cpu_has_native
 
 SCREEN_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16,
                  'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -102,24 +96,20 @@ def half_ulp(values: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.ldexp(torch.ones_like(values), (exponent - digits - 1).to(values.dtype))
 
 
-def _cpu_has_fast_bf16() -> bool:
-    """Native bf16 dot products on this CPU (avx512_bf16 or AMX), as torch reports them."""
-    return cpu_has_native(torch.bfloat16)
-
-
 def fast_screen_dtype(device: Union[str, torch.device]) -> Optional[torch.dtype]:
-    """The dispatch rule of ``screen='auto'``: the low dtype whose GEMM is fast on
-    ``device``, or ``None`` where no low-precision GEMM beats fp32 (then the screen is
-    off). CUDA: fp16 (tensor cores; the tighter of the two bounds). CPU: bf16 where the
-    CPU has native bf16 dot products (avx512_bf16, AMX), else none: on an AVX2/AVX-512F
-    CPU bf16 GEMMs are converted to fp32 inside and measured slower than fp32
-    (docs/performance.md)."""
-    kind = torch.device(device).type
-    if kind == 'cuda':
-        return torch.float16
-    if kind == 'cpu' and _cpu_has_fast_bf16():
-        return torch.bfloat16
-    return None
+    """The dispatch rule of ``screen='auto'``: the screen dtype for ``device``, or
+    ``None`` (fp32) where the screen was measured or estimated not to pay.
+
+    * CUDA: fp16 (tensor cores, ~15x fp32's rate on an H200; fp16's bound is 8x tighter
+      than bf16's: on synthetic scenes at 800x1216 it leaves 84-93% of the points
+      uncertified but only 5-10% with more than 32 candidates, ~10 candidate dot products
+      per point otherwise). Not measured yet: the GPU check's ``screen_speed`` section.
+    * CPU: none. Without avx512_bf16/AMX (this project's AVX2 EPYC) bf16 and fp16 GEMMs
+      are 8-18x slower than fp32. With them (bf16 ~2.8x fp32's rate) bf16 still leaves
+      97-99.5% of the points of such scenes uncertified, most with more than 32
+      candidates, so the recheck alone costs about the fp32 GEMM (docs/performance.md).
+    """
+    return torch.float16 if torch.device(device).type == 'cuda' else None
 
 
 def resolve_screen(setting, device) -> Optional[torch.dtype]:

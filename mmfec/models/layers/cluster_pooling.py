@@ -30,9 +30,9 @@ class ClusterPooling(nn.Module):
         fold_size: ``(rows, cols)`` regions clustered independently (the next stage's fold).
         screen: how the point-to-center arg-max is taken (the pooling's quadratic part):
             ``'off'`` (default) the fp32 similarity; ``'bf16'``/``'fp16'`` through the
-            certified low-precision screen in that dtype; ``'auto'`` through the screen
-            where the device has a fast low-precision GEMM (CUDA: fp16; CPUs with
-            avx512_bf16/AMX: bf16), else fp32. The assignment is the fp32 one in every
+            certified low-precision screen in that dtype; ``'auto'`` by the dispatch
+            rule :func:`~.certified_argmax.fast_screen_dtype` (fp16 on CUDA, fp32 on
+            CPU). The assignment is the fp32 one in every
             case, up to fp32 near-ties (:mod:`.certified_argmax`). Off by default
             because it was measured not to pay: on structured images most points need
             the fp32 recheck (docs/performance.md). An attribute: change it on a built
