@@ -27,6 +27,10 @@ def parse_args(argv=None):
                         help='amp: bf16 autocast on CPU, fp16 on CUDA')
     parser.add_argument('--mode', choices=['train', 'infer'], default='train')
     parser.add_argument('--screen', default='off', help="the poolings' similarity screen")
+    parser.add_argument('--native-low', action='store_true',
+                        help="use torch's own bf16/fp16 GEMMs and convolutions under CPU "
+                        'autocast even where they are emulated in fp32 (the behaviour '
+                        'before issue 19, for a before/after profile)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--rows', type=int, default=20)
@@ -40,6 +44,9 @@ def main(argv=None):
     from mmfec.models import FEC
     from mmfec.models.layers import set_similarity_screen
     args = parse_args(argv)
+    if args.native_low:
+        from mmfec.models.layers import precision
+        precision._NATIVE_CPU.update(dict.fromkeys(precision._NATIVE_CPU, True))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -71,7 +78,9 @@ def main(argv=None):
     start = time.perf_counter()
     step()
     print(f'{args.arch} {args.setting} {args.size} batch {args.batch} {args.precision} '
-          f'{args.mode}, screen {args.screen}, {torch.get_num_threads()} threads: one step '
+          f'{args.mode}, screen {args.screen}, '
+          f"{'native' if args.native_low else 'default'} low-precision kernels, "
+          f'{torch.get_num_threads()} threads: one step '
           f'{(time.perf_counter() - start) * 1e3:.0f} ms')
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
     with profile(activities=activities, record_shapes=args.shapes) as prof:
