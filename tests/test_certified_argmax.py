@@ -50,7 +50,7 @@ def _near_ties(channels=32, centers=40, per_gap=30, seed=0):
         j = (i + torch.randint(1, centers, (per_gap,), generator=gen)) % centers
         ci, cj = c[0][:, i], c[0][:, j]  # [C, k]
         mid = F.normalize(ci + cj, dim=0)
-        # moving along (ci - cj) changes the two cosines' difference by about 2 * step * |ci - cj|^2 / 2
+        # a step along ci - cj changes the cosines' difference by ~ step * |ci - cj|^2
         step = gap / (ci - cj).square().sum(0)
         points.append(mid + step * (ci - cj))
     pts = F.normalize(torch.cat(points, dim=1), dim=0).unsqueeze(0)

@@ -16,10 +16,10 @@ OpenMMLab packages). Six sections, each a table in the report:
    train and inference, with ratios;
 4. ``screen``: the poolings' certified low-precision similarity screen
    (``mmfec/models/layers/certified_argmax.py``), FEC-S at 800x1216, batch 2, random-normal
-   images and synthetic scenes, features taken in fp32 and under AMP: per pooling and screen dtype (fp16, bf16) the share of
-   points that needed the fp32 recheck, disagreements with the fp32 arg-max and how many
-   of them are beyond fp32 near-ties (must be 0), and the arg-max's time with and
-   without the screen;
+   images and synthetic scenes, features taken in fp32 and under AMP: per pooling and
+   screen dtype (fp16, bf16) the share of points that needed the fp32 recheck,
+   disagreements with the fp32 arg-max and how many of them are beyond fp32 near-ties
+   (must be 0), and the arg-max's time with and without the screen;
 5. ``screen_speed``: the FEC-S backbone step, train and inference, fp32 and AMP, with
    the screen off (the default), fp16 and bf16, outputs compared with off, on
    synthetic scenes (flat textured regions, the hard case for the screen);
