@@ -46,3 +46,24 @@ def test_without_cuda_it_says_so(tmp_path, capsys):
     assert gpu_check.main(['--out-dir', str(tmp_path)]) == 2
     assert 'no CUDA device' in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_quick_cpu_run_of_the_screen_sections(tmp_path):
+    """The similarity screen's sections: recheck shares per pooling (no disagreement
+    beyond fp32 near-ties) and the step with the screen off / fp16 / bf16, whose outputs
+    equal the screen-off ones."""
+    code = gpu_check.main(['--device', 'cpu', '--quick', '--sections', 'screen',
+                           'screen_speed', '--out-dir', str(tmp_path)])
+    report = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert code == 0, report['failed']
+    shares = report['screen']
+    assert {(r['images'], r['precision'], r['screen']) for r in shares} == {
+        (i, p, s) for i in ('noise', 'scenes') for p in ('fp32', 'amp')
+        for s in ('fp16', 'bf16')}
+    assert all(r['beyond_fp32_ties'] == 0 and 0 <= r['rechecked'] <= 1 for r in shares)
+    speed = report['screen_speed']
+    assert {(r['precision'], r['mode'], r['screen']) for r in speed} == {
+        (p, m, s) for p in ('fp32', 'amp') for m in ('infer', 'train')
+        for s in ('off', 'fp16', 'bf16')}
+    assert all(r['max_out_diff_vs_off'] == 0 for r in speed)
+    assert all(r['rechecked'] is not None for r in speed if r['screen'] != 'off')

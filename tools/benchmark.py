@@ -126,7 +126,8 @@ def main(argv=None):
         return 2
     log = sys.stderr if args.json == '-' else sys.stdout
     machine = machine_info(args.device, args.threads)
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+    print(f"machine: {machine['cpu']} (flags: {machine['cpu_flags'] or '?'}), "
+          f"{machine['cores']} cores, {machine['memory_gib']} GiB, "
           f"torch {machine['torch']}, {machine['threads']} threads, device {args.device}"
           + (f", {machine['gpu']}" if 'gpu' in machine else ''), file=log)
     cases = plan_cases(args.models, args.baselines, args.sizes, args.batches, args.modes,

@@ -23,6 +23,8 @@ MODEL_HELP = {
     'fec-s/-b/-l': 'FEC backbone (fused layers, the default implementation)',
     'fec-s-plain (etc.)': 'FEC backbone, plain module-by-module path (pre-optimisation)',
     'fec-s-compile (etc.)': 'FEC backbone wrapped in torch.compile',
+    'fec-s-fp32sim / -bf16sim / -fp16sim (etc.)': 'FEC backbone with the poolings\' '
+        'similarity screen off (fp32 arg-max, the default, as fec-s) / bf16 / fp16',
     'dense-s/-b/-l': 'dense paper-style FEC (mmfec.testing.dense_fec_forward)',
     'r50': 'ResNet-50 as mmdet\'s detectors train it: frozen_stages=1, norm_eval=True '
            '(stem and first stage get no gradient, BN statistics fixed)',
@@ -30,6 +32,8 @@ MODEL_HELP = {
     'det-fec / det-r50': 'Mask R-CNN with FEC-S (configs/maskrcnn_fec.py) / with R50',
     'seg-fec / seg-r50': 'Semantic FPN with FEC-S (configs/semfpn_fec.py) / with R50',
 }
+# Model name suffix -> the poolings' similarity screen (ClusterPooling.screen).
+SCREEN_VARIANTS = {'fp32sim': 'off', 'bf16sim': 'bf16', 'fp16sim': 'fp16'}
 DEFAULT_MODELS = ['fec-s', 'fec-b', 'fec-l', 'det-fec', 'seg-fec']
 DEFAULT_BASELINES = ['dense-s', 'r50', 'r50-unfrozen', 'det-r50', 'seg-r50']
 
@@ -39,8 +43,8 @@ def parse_model(name):
     parts = name.split('-')
     if parts[0] in ('fec', 'dense') and len(parts) >= 2 and parts[1] in ARCHS:
         variant = parts[2] if len(parts) > 2 else 'fused'
-        if parts[0] == 'dense' and len(parts) > 2 or variant not in ('fused', 'plain',
-                                                                     'compile'):
+        if parts[0] == 'dense' and len(parts) > 2 or variant not in (
+                'fused', 'plain', 'compile') + tuple(SCREEN_VARIANTS):
             raise ValueError(name)
         return dict(kind=parts[0], arch=ARCHS[parts[1]], variant=variant)
     if name in RESNETS + FULL_MODELS:
@@ -230,6 +234,13 @@ def build_case(spec):
         model = FEC(model_info['arch'], **setting)
         info['setting'] = f"{setting_name}: proposal_sizes={setting['proposal_sizes']}, " \
                           f"fold_sizes={setting['fold_sizes']}"
+        if model_info['variant'] in SCREEN_VARIANTS:
+            from mmfec.models.layers import set_similarity_screen
+            set_similarity_screen(model, SCREEN_VARIANTS[model_info['variant']])
+        if kind == 'fec':
+            from mmfec.models.layers.certified_argmax import resolve_screen
+            screen = resolve_screen(model.network[1].screen, device)
+            info['screen'] = 'fp32' if screen is None else str(screen).replace('torch.', '')
     elif kind in RESNETS:
         model, info['setting'] = build_resnet50(frozen=kind == 'r50')
     else:

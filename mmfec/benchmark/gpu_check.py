@@ -4,7 +4,7 @@
     python -m mmfec.benchmark.gpu_check --device cpu --quick     # its CPU half (tests)
 
 ``tools/gpu_check.sh`` wraps it (and installs carried wheels on a machine without
-OpenMMLab packages). Four sections, each a table in the report:
+OpenMMLab packages). Six sections, each a table in the report:
 
 1. ``exact``: FEC-S/B/L outputs and gradients on the device equal the dense oracle
    (fp32, TF32 off) and equal mmfec on the CPU, with the tolerances of the CPU suite;
@@ -14,7 +14,16 @@ OpenMMLab packages). Four sections, each a table in the report:
 3. ``bench``: the backbone benchmark (FEC-S/B/L, the dense formulation, ResNet-50 as
    detectors train it and unfrozen) at 512x512 and 800x1216, batch 2, fp32 and AMP,
    train and inference, with ratios;
-4. ``compile``: ``torch.compile`` of the FEC-S backbone, compile time, step times and
+4. ``screen``: the poolings' certified low-precision similarity screen
+   (``mmfec/models/layers/certified_argmax.py``), FEC-S at 800x1216, batch 2, random-normal
+   images and synthetic scenes, features taken in fp32 and under AMP: per pooling and
+   screen dtype (fp16, bf16) the share of points that needed the fp32 recheck,
+   disagreements with the fp32 arg-max and how many of them are beyond fp32 near-ties
+   (must be 0), and the arg-max's time with and without the screen;
+5. ``screen_speed``: the FEC-S backbone step, train and inference, fp32 and AMP, with
+   the screen off (the default), fp16 and bf16, outputs compared with off, on
+   synthetic scenes (flat textured regions, the hard case for the screen);
+6. ``compile``: ``torch.compile`` of the FEC-S backbone, compile time, step times and
    agreement with eager.
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out-dir``; exits 1 when a check
@@ -36,7 +45,7 @@ from .cases import DET_SETTING
 from .report import compute_ratios, machine_info, print_table, table_row
 from .runner import plan_cases, run_cases
 
-SECTIONS = ('exact', 'amp', 'bench', 'compile')
+SECTIONS = ('exact', 'amp', 'screen', 'screen_speed', 'bench', 'compile')
 # --quick compiles this one-block-per-stage arch: tracing time grows with the blocks.
 TINY_ARCH = dict(layers=(1, 1, 1, 1), embed_dims=(16, 32, 48, 64), mlp_ratios=(2, 2, 2, 2),
                  heads=(2, 2, 2, 2), head_dims=8)
@@ -202,6 +211,103 @@ def check_amp(device, quick):
     return rows
 
 
+SCREENS = ('off', 'fp16', 'bf16')
+
+
+def _amp_dtype(device):
+    return torch.float16 if device.startswith('cuda') else torch.bfloat16
+
+
+def check_screen(device, quick):
+    """Recheck share and agreement of the screen, per pooling, fp32 and AMP features."""
+    from .screen import scene_images, screen_report
+    model = clustering_model(TINY_ARCH if quick else 'small').to(device).eval()
+    shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
+    images = {'noise': torch.randn(*shape, generator=torch.Generator().manual_seed(2)),
+              'scenes': scene_images(shape[0], *shape[2:], seed=2)[0]}
+    rows = []
+    for name, img in images.items():
+        for precision, autocast in (('fp32', None), ('amp', _amp_dtype(device))):
+            with _no_tf32():
+                for row in screen_report(model, img.to(device), ('fp16', 'bf16'), autocast,
+                                         repeats=1 if quick else 3):
+                    row = dict(images=name, precision=precision, **row)
+                    row['ok'] = row['beyond_fp32_ties'] == 0
+                    rows.append(row)
+    return rows
+
+
+def check_screen_speed(device, quick):
+    """FEC-S step times with the screen off / fp16 / bf16, fp32 and AMP."""
+    from mmfec.models.layers import assignment, set_similarity_screen
+    base_chunk = assignment.SIMILARITY_CHUNK_ELEMENTS
+    model = clustering_model(TINY_ARCH if quick else 'small').to(device)
+    from .screen import scene_images
+    shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
+    img = scene_images(shape[0], *shape[2:], seed=3)[0].to(device)
+    repeats = 1 if quick else 5
+    rows = []
+    try:
+        _screen_speed_rows(model, img, device, quick, repeats, base_chunk, rows)
+    finally:
+        assignment.SIMILARITY_CHUNK_ELEMENTS = base_chunk
+        set_similarity_screen(model, 'off')  # the default
+    return rows
+
+
+def _screen_speed_rows(model, img, device, quick, repeats, base_chunk, rows):
+    from mmfec.models.layers import assignment, set_similarity_screen
+    shape = tuple(img.shape)
+    for precision in ('fp32', 'amp'):
+        dtype = None if precision == 'fp32' else _amp_dtype(device)
+        for mode in ('infer', 'train'):
+            model.train(mode == 'train')
+
+            def step():
+                with contextlib.ExitStack() as stack:
+                    if dtype is not None:
+                        stack.enter_context(torch.autocast(device.split(':')[0], dtype=dtype))
+                    if mode == 'infer':
+                        stack.enter_context(torch.no_grad())
+                    else:
+                        model.zero_grad(set_to_none=True)
+                    outs = model(img)
+                    if mode == 'train':
+                        sum(o.float().mean() for o in outs).backward()
+                return [o.detach().float() for o in outs]
+
+            reference, off_ms = None, None
+            # (screen, similarity chunk elements): on CUDA also 8x the CPU-tuned chunk,
+            # fewer host syncs per pooling (the recheck's nonzero) - untuned there so far
+            settings = [(screen, None) for screen in SCREENS]
+            if not quick:
+                settings += [(screen, 8 * base_chunk) for screen in SCREENS]
+            for screen, chunk in settings:
+                set_similarity_screen(model, screen)
+                assignment.SIMILARITY_CHUNK_ELEMENTS = chunk or base_chunk
+                stats = {}
+                for module in model.modules():
+                    if hasattr(module, 'screen_stats'):
+                        module.screen_stats = stats
+                outs = step()  # warm-up, and the outputs to compare
+                if reference is None:
+                    reference = outs
+                seconds = _timed(step, device, repeats)
+                ms = seconds * 1e3
+                off_ms = off_ms or ms
+                diff = max(float((o - r).abs().max()) for o, r in zip(outs, reference))
+                rows.append(dict(precision=precision, mode=mode, screen=screen,
+                                 chunk_elements=chunk or base_chunk,
+                                 input='x'.join(map(str, shape)), step_ms=round(ms, 1),
+                                 vs_off=round(ms / off_ms, 3),
+                                 rechecked=(stats['rechecked'] / stats['points']
+                                            if stats.get('points') else None),
+                                 max_out_diff_vs_off=diff, ok=True))
+            for module in model.modules():
+                if hasattr(module, 'screen_stats'):
+                    module.screen_stats = None
+
+
 def check_bench(device, quick, deadline):
     if quick:
         cases = plan_cases(['fec-s'], ['dense-s', 'r50'], [(64, 64)], [1], ['infer', 'train'],
@@ -326,6 +432,10 @@ def main(argv=None):
               lambda: check_exact(args.device, args.quick)),
              ('amp', 'Mixed precision: a training step, drift vs dense, 4110 members',
               lambda: check_amp(args.device, args.quick)),
+             ('screen', 'Similarity screen: fp32 recheck share and agreement, per pooling',
+              lambda: check_screen(args.device, args.quick)),
+             ('screen_speed', 'Similarity screen: FEC-S step with the screen off / fp16 / bf16',
+              lambda: check_screen_speed(args.device, args.quick)),
              ('bench', 'Backbone benchmark', lambda: check_bench(
                  args.device, args.quick, start + args.budget_s)),
              ('compile', 'torch.compile of FEC-S', lambda: check_compile(

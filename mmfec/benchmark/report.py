@@ -14,6 +14,23 @@ from .cases import RESNETS, parse_model
 from .runner import SCALING_SIZE, TARGET_SIZE
 
 
+# The CPU features that decide the speed of fp32 / bf16 / fp16 GEMMs here.
+GEMM_FLAGS = ('avx2', 'fma', 'f16c', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'avx512_vnni',
+              'amx_bf16', 'amx_tile')
+
+
+def cpu_flags():
+    """Which of :data:`GEMM_FLAGS` this CPU has, as a space-separated string ('' where
+    /proc/cpuinfo cannot be read)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next(line.split(':', 1)[1].split() for line in f
+                         if line.startswith('flags'))
+    except (OSError, StopIteration):
+        return ''
+    return ' '.join(flag for flag in GEMM_FLAGS if flag in flags)
+
+
 def machine_info(device, threads=None):
     import torch
     cpu = platform.processor()
@@ -29,9 +46,12 @@ def machine_info(device, threads=None):
             mem = round(int(f.readline().split()[1]) / 2**20, 1)
     except (OSError, ValueError, IndexError):
         pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), memory_gib=mem, torch=torch.__version__,
-                threads=threads or torch.get_num_threads(), device=device,
-                python=platform.python_version())
+    info = dict(cpu=cpu, cpu_flags=cpu_flags(), cores=os.cpu_count(), memory_gib=mem,
+                torch=torch.__version__, threads=threads or torch.get_num_threads(),
+                device=device, python=platform.python_version())
+    capability = getattr(getattr(torch.backends, 'cpu', None), 'get_cpu_capability', None)
+    if capability is not None:
+        info['cpu_capability'] = capability()
     if device.startswith('cuda'):
         info['gpu'] = torch.cuda.get_device_name()
         info['cuda'] = torch.version.cuda

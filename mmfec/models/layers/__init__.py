@@ -1,6 +1,7 @@
 from .cluster_block import ChannelMlp, ClusterBlock
 from .cluster_encoding import ClusterEncoding
-from .cluster_pooling import ClusterPooling
+from .cluster_pooling import ClusterPooling, set_similarity_screen
 from .positional_stem import PositionalStem
 
-__all__ = ['ChannelMlp', 'ClusterBlock', 'ClusterEncoding', 'ClusterPooling', 'PositionalStem']
+__all__ = ['ChannelMlp', 'ClusterBlock', 'ClusterEncoding', 'ClusterPooling', 'PositionalStem',
+           'set_similarity_screen']

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .certified_argmax import ScreenedCenters, certified_argmax
 from .precision import autocast_off, clustering_dtype, output_dtype
 from .regions import ClusterLayout
 
@@ -110,7 +111,9 @@ def region_nearest_centers(points: Tensor,
                            centers: Tensor,
                            layout: ClusterLayout,
                            score: Optional[Callable[[Tensor], Tensor]] = None,
-                           chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS) -> Tensor:
+                           chunk_elements: int = SIMILARITY_CHUNK_ELEMENTS,
+                           screen: Optional[torch.dtype] = None,
+                           stats: Optional[dict] = None) -> Tensor:
     """Best center of every point among its own fold region's centers.
 
     Args:
@@ -118,6 +121,12 @@ def region_nearest_centers(points: Tensor,
             the cosine is needed: a positive scale per point does not change it).
         centers: ``[B, C, *layout.center_size]`` L2-normalised center features.
         score: as in :func:`nearest_centers`; may work in place on its argument.
+        screen: a low dtype (bf16/fp16) to rank through the certified screen of
+            :mod:`.certified_argmax` (the same assignment as fp32, up to fp32 near-ties),
+            or ``None`` for the fp32 similarity. Used only without ``score`` and for
+            fp32 centers.
+        stats: with ``screen``, a dict that accumulates how many points needed the fp32
+            recheck (see :func:`~.certified_argmax.certified_argmax`).
     Returns:
         ``[B, H * W]`` int64 ids on the whole center grid (row-major). Each chunk of
         points is cast to the centers' dtype (the caller's clustering dtype) before the
@@ -126,14 +135,21 @@ def region_nearest_centers(points: Tensor,
     batch, channels, height, width = points.shape
     grid_w = layout.center_size[1]
     index = points.new_empty((batch, height, width), dtype=torch.long)
+    screened = screen is not None and score is None and centers.dtype == torch.float32
     for (r0, r1), (c0, c1), (q0, q1), (p0, p1) in layout.regions:
         region_centers = centers[:, :, q0:q1, p0:p1].reshape(batch, channels, -1)
+        if screened:
+            prepared = ScreenedCenters(region_centers, screen)
         local = torch.arange(region_centers.shape[2], device=points.device)
         to_global = (q0 + local // (p1 - p0)) * grid_w + p0 + local % (p1 - p0)
         rows = max(1, chunk_elements // max(1, batch * region_centers.shape[2] * (c1 - c0)))
         for s0 in range(r0, r1, rows):
             s1 = min(r1, s0 + rows)
             chunk = points[:, :, s0:s1, c0:c1].reshape(batch, channels, -1)
+            if screened:
+                best = certified_argmax(chunk, prepared, first_argmax, stats)
+                index[:, s0:s1, c0:c1] = to_global[best].view(batch, s1 - s0, c1 - c0)
+                continue
             cos = torch.bmm(chunk.to(region_centers.dtype).transpose(1, 2),
                             region_centers)  # [B, n, m]
             best = first_argmax(score(cos) if score else cos)
@@ -414,16 +430,20 @@ def cluster_encode(feats: Tensor, values: Tensor, alpha: Tensor, beta: Tensor,
 
 
 @_eager_only
-def pooling_assignment(feats: Tensor, layout: ClusterLayout, chunk_elements: int = None):
+def pooling_assignment(feats: Tensor, layout: ClusterLayout, chunk_elements: int = None,
+                       screen: Optional[torch.dtype] = None, stats: Optional[dict] = None):
     """Normalised center features ``[B, C, *center_size]`` (fp32, or fp64 for fp64 features)
     and every point's center ``[B, H*W]`` for a clustering pooling (no gradient: the
-    paper's one-hot mask)."""
+    paper's one-hot mask). ``screen``: rank through the certified low-precision screen
+    in that dtype (see :mod:`.certified_argmax`; ``None``: the fp32 similarity);
+    ``stats``: a dict counting the points the screen had to recheck."""
     with torch.no_grad(), autocast_off(feats.device.type):
         # centers pooled and normalised in at least fp32; the points are cast chunk by
         # chunk (the arg-max of the cosine: the points' own norms do not change it)
         centers = normalize(pool_centers(feats.to(clustering_dtype(feats.dtype)), layout))
         index = region_nearest_centers(feats, centers, layout,
-                                       chunk_elements=chunk_elements or SIMILARITY_CHUNK_ELEMENTS)
+                                       chunk_elements=chunk_elements or SIMILARITY_CHUNK_ELEMENTS,
+                                       screen=screen, stats=stats)
     return centers, index
 
 

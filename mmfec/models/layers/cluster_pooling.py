@@ -9,7 +9,9 @@ from torch import Tensor
 from . import assignment
 from .assignment import (average_members, cluster_average, cosine_to_assigned, nearest_centers,
                          normalize, pooling_assignment)
+from .certified_argmax import check_screen_setting, resolve_screen
 from .pointwise import conv1x1, use_plain_ops
+from .precision import autocast_conv2d
 from .recording import emit, is_recording
 from .regions import pooling_layout, pooling_regions
 
@@ -26,11 +28,26 @@ class ClusterPooling(nn.Module):
     Args:
         in_dims / out_dims: channels before / after.
         fold_size: ``(rows, cols)`` regions clustered independently (the next stage's fold).
+        screen: how the point-to-center arg-max is taken (the pooling's quadratic part):
+            ``'off'`` (default) the fp32 similarity; ``'bf16'``/``'fp16'`` through the
+            certified low-precision screen in that dtype; ``'auto'`` by the dispatch
+            rule :func:`~.certified_argmax.fast_screen_dtype` (fp16 on CUDA, fp32 on
+            CPU). The assignment is the fp32 one in every
+            case, up to fp32 near-ties (:mod:`.certified_argmax`). Off by default
+            because it was measured not to pay: on structured images most points need
+            the fp32 recheck (docs/performance.md). An attribute: change it on a built
+            model with :func:`set_similarity_screen`.
+
+    ``screen_stats``: set it to a dict and every forward adds to it ``points`` and
+    ``rechecked`` (points the screen could not certify), ``pairs`` and ``full_rows``.
     """
 
-    def __init__(self, in_dims: int, out_dims: int, fold_size: Tuple[int, int]):
+    def __init__(self, in_dims: int, out_dims: int, fold_size: Tuple[int, int],
+                 screen='off'):
         super().__init__()
         self.fold_size = tuple(fold_size)
+        self.screen = check_screen_setting(screen)
+        self.screen_stats = None
         self.conv_f = nn.Conv2d(in_dims, out_dims, kernel_size=1)  # similarity features
         self.conv_v = nn.Conv2d(in_dims, out_dims, kernel_size=1)  # values
         self.conv_skip = nn.Conv2d(in_dims, out_dims, kernel_size=3, stride=2, padding=1)
@@ -39,12 +56,14 @@ class ClusterPooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if use_plain_ops():  # FLOP counting: plain, traceable ops
             return self._forward_plain(x)
-        skip = self.conv_skip(x)  # [B, C', ceil(H/2), ceil(W/2)]
+        skip = autocast_conv2d(self.conv_skip, x)  # [B, C', ceil(H/2), ceil(W/2)]
         batch, _, height, width = x.shape
         layout = pooling_layout(height, width, self.fold_size)
         with torch.no_grad():  # the assignment gets no gradient (the paper's one-hot mask)
             feats = conv1x1(x, self.conv_f.weight, self.conv_f.bias)
-        centers, index = pooling_assignment(feats, layout, assignment.SIMILARITY_CHUNK_ELEMENTS)
+        centers, index = pooling_assignment(feats, layout, assignment.SIMILARITY_CHUNK_ELEMENTS,
+                                            resolve_screen(self.screen, feats.device),
+                                            self.screen_stats)
         values = conv1x1(x, self.conv_v.weight, self.conv_v.bias)
         pooled = cluster_average(values, index, layout)
         if is_recording(self):
@@ -82,3 +101,13 @@ class ClusterPooling(nn.Module):
         index = nearest_centers(points, centers)  # [B, N]
         new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
         return new_values.reshape(batch, channels, *out_size)
+
+
+def set_similarity_screen(model: nn.Module, screen) -> nn.Module:
+    """Set ``screen`` (``'auto'``, ``'bf16'``, ``'fp16'``, ``'off'``) on every
+    :class:`ClusterPooling` in ``model``; returns ``model``."""
+    check_screen_setting(screen)
+    for module in model.modules():
+        if isinstance(module, ClusterPooling):
+            module.screen = screen
+    return model

@@ -20,11 +20,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .precision import autocast_dtype, autocast_off
+from .precision import (_rounded, autocast_dtype, autocast_off, emulates_low_gemm,
+                        low_matmul)
 
 
 def conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``W @ x + b`` per pixel: ``[B, C, H, W]`` -> ``[B, O, H, W]``."""
+    """``W @ x + b`` per pixel: ``[B, C, H, W]`` -> ``[B, O, H, W]``. Under autocast the
+    GEMM runs in the autocast dtype (emulated in fp32 where the CPU has no native one:
+    see :mod:`.precision`)."""
+    device = x.device.type
+    low = autocast_dtype(device)
+    if low is not None and emulates_low_gemm(device, low):
+        with autocast_off(device):
+            out = _conv1x1(_rounded(x, low), _rounded(weight, low),
+                           None if bias is None else _rounded(bias, low))
+        return out.to(low)
+    return _conv1x1(x, weight, bias)
+
+
+def _conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     batch, channels, height, width = x.shape
     weight = weight.reshape(weight.shape[0], channels)
     if batch == 1:  # a view, not x[0]: select's backward would zero-fill a full-size grad
@@ -47,7 +61,7 @@ def _accumulate(x: Tensor, weight: Tensor, z: Tensor, bias: Optional[Tensor],
     Call it with autocast off.
     """
     if gemm_dtype is not None:
-        out = torch.matmul(weight.to(gemm_dtype), z.to(gemm_dtype))
+        out = low_matmul(weight, z, gemm_dtype)
         out = x.to(torch.promote_types(x.dtype, weight.dtype)) + out
         return out if bias is None else out.add_(bias.view(1, -1, 1))
     batch, channels, points = x.shape
@@ -119,9 +133,13 @@ class _GeluResidual(torch.autograd.Function):
         # One hidden-sized buffer serves as gelu(h), then d gelu(h), then d h: fresh large
         # tensors cost page faults on CPU, often more than the arithmetic.
         buffer = None
+        low = ctx.gemm_dtype
+        emulated = low is not None and emulates_low_gemm(h.device.type, low)
         if ctx.needs_input_grad[2]:
             buffer = F.gelu(h, approximate=ctx.approximate)
-            if batch == 1:
+            if emulated:
+                grad_weight = low_matmul(grad_out, buffer.transpose(1, 2), low).sum(0)
+            elif batch == 1:
                 grad_weight = torch.mm(grad_out[0], buffer[0].t())
             else:
                 grad_weight = torch.bmm(grad_out, buffer.transpose(1, 2)).sum(0)
@@ -130,7 +148,9 @@ class _GeluResidual(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             if buffer is None:
                 buffer = torch.empty_like(h)
-            if batch == 1:  # mm straight into [K, N]; matmul would transpose and copy
+            if emulated:
+                low_matmul(weight.t(), grad_out, low, out=buffer)
+            elif batch == 1:  # mm straight into [K, N]; matmul would transpose and copy
                 torch.mm(weight.t(), grad_out[0], out=buffer[0])
             else:
                 torch.bmm(weight.t().expand(batch, -1, -1), grad_out, out=buffer)

@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .precision import autocast_conv2d
+
 
 def position_channels(height: int, width: int, like: Tensor) -> Tensor:
     """``[1, 2, H, W]``: row then column index over (size - 1), minus 0.5, as the paper."""
@@ -23,4 +25,4 @@ class PositionalStem(nn.Module):
     def forward(self, img: Tensor) -> Tensor:
         batch, _, height, width = img.shape
         pos = position_channels(height, width, img).expand(batch, -1, -1, -1)
-        return self.proj(torch.cat([img, pos], dim=1))
+        return autocast_conv2d(self.proj, torch.cat([img, pos], dim=1))
