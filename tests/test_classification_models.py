@@ -188,3 +188,18 @@ def test_official_classifier_file_still_initialises_a_detection_backbone(tmp_pat
     backbone.init_weights()
     assert torch.equal(backbone.network[6][1].mlp.fc2.weight,
                        state['network.6.1.mlp.fc2.weight'])
+
+
+def test_a_users_config_inherits_the_fine_tuning_config_through_mmfec_bases(tmp_path):
+    config = tmp_path / 'my_classifier.py'
+    config.write_text(
+        "_base_ = 'mmfec::fec/fec_small_custom_finetune.py'\n"
+        "num_classes = 12\n"
+        "model = dict(head=dict(num_classes=num_classes))\n"
+        "data_preprocessor = dict(num_classes=num_classes)\n"
+        "train_dataloader = dict(dataset=dict(data_root='/data/my_images'))\n")
+    cfg = Config.fromfile(str(config))
+    assert cfg.train_dataloader.dataset.type == 'CustomDataset'
+    assert cfg.train_dataloader.dataset.data_root == '/data/my_images'
+    assert cfg.model.init_cfg.type == 'Pretrained'
+    assert build_model(cfg).head.fc.out_features == 12
