@@ -203,3 +203,17 @@ def test_a_users_config_inherits_the_fine_tuning_config_through_mmfec_bases(tmp_
     assert cfg.train_dataloader.dataset.data_root == '/data/my_images'
     assert cfg.model.init_cfg.type == 'Pretrained'
     assert build_model(cfg).head.fc.out_features == 12
+
+
+def test_import_mmfec_works_without_mmpretrain():
+    """Detection/segmentation users need not install the `cls` extra."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['mmpretrain'] = None\n"  # as if not installed
+            "import mmfec\n"
+            "from mmdet.registry import MODELS\n"
+            "assert 'FEC' in MODELS.module_dict\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]
