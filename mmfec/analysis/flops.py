@@ -22,6 +22,8 @@ from typing import Any, Callable, Dict, List
 import torch
 import torch.nn as nn
 
+from ..models.layers.pointwise import plain_ops
+
 try:
     from mmengine.analysis.jit_handles import get_shape
 except ImportError:  # pragma: no cover - older mmengine
@@ -85,7 +87,6 @@ def count_flops(model: nn.Module, inputs, forward: Callable = None) -> Dict[str,
     """
     from mmengine.analysis import FlopAnalyzer
 
-    from mmfec.models.layers.pointwise import plain_ops
 
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)

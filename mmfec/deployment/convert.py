@@ -16,6 +16,8 @@ from ..utils.cli import UsageError, check_checkpoint_path, check_writable
 from ..utils.images import read_image
 from ..utils.tasks import CLASSIFIER, SEGMENTOR
 from .export import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from .verify import format_report
+from .verify import verify as run_verify
 from .wrappers import wrap
 
 MIN_SIDE = 32  # FEC's smallest input (FEC.min_input_size)
@@ -84,8 +86,6 @@ def convert(model: torch.nn.Module, task: str, shape: Sequence[int], output_file
         f'{outputs}')
     if not verify_inputs:
         return result, None
-    from .verify import format_report
-    from .verify import verify as run_verify
     labels = {SEGMENTOR: 'pixel', CLASSIFIER: 'image'}.get(task)
     report = run_verify(module, result.path, result.output_names, verify_inputs,
                         labels=labels, repeats=repeats, threads=threads)

@@ -20,6 +20,8 @@ from typing import List, Sequence, Tuple
 
 import torch
 
+from ..models.layers.pointwise import plain_ops
+from ..utils.atomic_write import atomic_path
 from .onnx_ops import custom_translation_table
 from .wrappers import ExportModule
 
@@ -94,7 +96,6 @@ def export_onnx(module: ExportModule, shape: Sequence[int], path: str,
     Returns:
         :class:`ExportResult`.
     """
-    from mmfec.models.layers.pointwise import plain_ops
     if opset < MIN_OPSET:
         raise ValueError(f'opset {opset} is too old: the exporter writes opset '
                          f'{MIN_OPSET} or newer')
@@ -105,7 +106,6 @@ def export_onnx(module: ExportModule, shape: Sequence[int], path: str,
     with torch.no_grad(), plain_ops():
         outputs = module(image)
     names = module.output_names(outputs)
-    from mmfec.utils.atomic_write import atomic_path
     with atomic_path(path) as tmp_path:
         with torch.no_grad(), plain_ops(), _quiet_exporter():
             program = torch.onnx.export(

@@ -24,6 +24,8 @@ from typing import List, Tuple
 import torch.nn as nn
 from torch import Tensor
 
+from ..models import FEC
+from ..utils.cli import UsageError
 from ..utils.tasks import BACKBONE, CLASSIFIER, DETECTOR, SEGMENTOR
 
 
@@ -112,7 +114,6 @@ KINDS_HELP = ("an FEC backbone (model = dict(type='FEC', ...)), an MMSegmentatio
 
 
 def _exportable(model: nn.Module, kind: str) -> bool:
-    from ..models import FEC
     if kind == BACKBONE:
         return isinstance(model, FEC)
     try:
@@ -135,7 +136,6 @@ def wrap(model: nn.Module, kind: str) -> ExportModule:
     'detector' or 'classifier', as ``mmfec.apis.model_task`` says); a one-line error for
     a model this tool cannot export."""
     if not _exportable(model, kind):
-        from ..utils.cli import UsageError
         raise UsageError(f'cannot export a {type(model).__name__}: this tool exports '
                          f'{KINDS_HELP}')
     if kind == CLASSIFIER:

@@ -7,6 +7,8 @@ layer scales 0.5, similarity ``alpha`` 2 and ``beta`` -0.3 in every encoding.
 """
 import torch
 
+from ..models import FEC
+
 
 def make_clustering_matter(model):
     """Set every layer scale to 0.5, every ``sim_alpha`` to 2 and ``sim_beta`` to -0.3."""
@@ -22,7 +24,6 @@ def make_clustering_matter(model):
 
 def clustering_fec(arch='small', seed=0, **kwargs):
     """``FEC(arch, **kwargs)`` initialised from ``seed``, with :func:`make_clustering_matter`."""
-    from mmfec.models import FEC
     torch.manual_seed(seed)
     model = FEC(arch, **kwargs)
     model.init_weights()

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from mmengine.config import DictAction
 
+from ..datasets.checks import check_data_exists
 from .errors import InputError
 from .safe_checkpoint import CheckpointError
 
@@ -250,12 +251,7 @@ def check_data(cfg, keys):
     """Fail early, with mmfec's explanation, if the loaders' data is missing.
 
     ``keys`` are the dataloaders this run uses (test.py needs no train set).
-    Skipped while ``mmfec.datasets.checks`` is not available.
     """
-    try:
-        from mmfec.datasets.checks import check_data_exists
-    except ImportError:
-        return
     subset = {'default_scope': cfg.get('default_scope')}
     subset.update({key: cfg[key] for key in keys if cfg.get(key) is not None})
     try:

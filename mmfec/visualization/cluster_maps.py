@@ -19,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..models.cluster_recorder import ClusterRecorder
 from ..models.find_backbone import find_backbone  # noqa: F401  (re-exported)
+from ..models.layers import ClusterEncoding, ClusterPooling
 
 DEFAULT_LAYERS = 'default'
 ALL_LAYERS = 'all'
@@ -80,7 +82,6 @@ def name_layers(entries: Sequence[Tuple[str, str]]) -> List[LayerInfo]:
 
 def clustering_layers(model: nn.Module) -> List[LayerInfo]:
     """Friendly names of every clustering layer of ``model``, in module (= forward) order."""
-    from mmfec.models.layers import ClusterEncoding, ClusterPooling
     entries = [(path, 'encoding' if isinstance(m, ClusterEncoding) else 'pooling')
                for path, m in model.named_modules()
                if isinstance(m, (ClusterEncoding, ClusterPooling))]
@@ -133,7 +134,6 @@ def select_layers(layers: Sequence[LayerInfo], requested=None) -> List[LayerInfo
 @torch.no_grad()
 def record_clusters(backbone: nn.Module, inputs: torch.Tensor) -> List[dict]:
     """Run ``backbone`` on normalised ``inputs`` ``[B, 3, H, W]`` and return its records."""
-    from mmfec.models import ClusterRecorder
     with ClusterRecorder(backbone) as records:
         backbone(inputs)
     return list(records)

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..utils.atomic_write import write_atomic
 from .cluster_maps import (
     ALL_LAYERS,
     STEM_STRIDE,
@@ -153,7 +154,6 @@ def save_explorer(path: str, records: Sequence[dict], image_rgb: np.ndarray,
     """Write the explorer page to ``path`` (folders made as needed; written to a
     temporary file first, so a failure leaves nothing half-written). Returns its size
     in bytes."""
-    from mmfec.utils.atomic_write import write_atomic
     return write_atomic(path, explorer_html(explorer_data(
         records, image_rgb, input_size, head, layers, batch_index, title)))
 
