@@ -45,7 +45,7 @@ from .cases import DET_SETTING
 from .report import compute_ratios, machine_info, print_table, table_row
 from .runner import plan_cases, run_cases
 
-SECTIONS = ('exact', 'amp', 'screen', 'screen_speed', 'bench', 'compile')
+SECTIONS = ('exact', 'amp', 'bench', 'screen', 'screen_speed', 'compile')
 # --quick compiles this one-block-per-stage arch: tracing time grows with the blocks.
 TINY_ARCH = dict(layers=(1, 1, 1, 1), embed_dims=(16, 32, 48, 64), mlp_ratios=(2, 2, 2, 2),
                  heads=(2, 2, 2, 2), head_dims=8)
@@ -432,12 +432,12 @@ def main(argv=None):
               lambda: check_exact(args.device, args.quick)),
              ('amp', 'Mixed precision: a training step, drift vs dense, 4110 members',
               lambda: check_amp(args.device, args.quick)),
+             ('bench', 'Backbone benchmark', lambda: check_bench(
+                 args.device, args.quick, start + args.budget_s)),
              ('screen', 'Similarity screen: fp32 recheck share and agreement, per pooling',
               lambda: check_screen(args.device, args.quick)),
              ('screen_speed', 'Similarity screen: FEC-S step with the screen off / fp16 / bf16',
               lambda: check_screen_speed(args.device, args.quick)),
-             ('bench', 'Backbone benchmark', lambda: check_bench(
-                 args.device, args.quick, start + args.budget_s)),
              ('compile', 'torch.compile of FEC-S', lambda: check_compile(
                  args.device, args.quick, args.compile_backend))]
     for name, title, run in steps:

@@ -32,11 +32,11 @@ class ClusterPooling(nn.Module):
             ``'off'`` (default) the fp32 similarity; ``'bf16'``/``'fp16'`` through the
             certified low-precision screen in that dtype; ``'auto'`` by the dispatch
             rule :func:`~.certified_argmax.fast_screen_dtype` (fp16 on CUDA, fp32 on
-            CPU). The assignment is the fp32 one in every
-            case, up to fp32 near-ties (:mod:`.certified_argmax`). Off by default
-            because it was measured not to pay: on structured images most points need
-            the fp32 recheck (docs/performance.md). An attribute: change it on a built
-            model with :func:`set_similarity_screen`.
+            CPU). The assignment is the fp32 one in every case, up to fp32 near-ties
+            (:mod:`.certified_argmax`). Off by default because it was measured not to
+            pay: on structured images most points need the fp32 recheck
+            (docs/performance.md). An attribute: change it on a built model with
+            :func:`set_similarity_screen`.
 
     ``screen_stats``: set it to a dict and every forward adds to it ``points`` and
     ``rechecked`` (points the screen could not certify), ``pairs`` and ``full_rows``.
