@@ -9,11 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfec.models.layers import ClusterPooling, assignment, certified_argmax, \
-    set_similarity_screen
-from mmfec.models.layers.certified_argmax import (ScreenedCenters, certified_argmax as screen,
-                                                  error_offset, fast_screen_dtype, half_ulp,
-                                                  resolve_screen)
+from mmfec.models.layers import ClusterPooling, assignment, certified_argmax, set_similarity_screen
+from mmfec.models.layers.certified_argmax import (
+    ScreenedCenters,
+    error_offset,
+    fast_screen_dtype,
+    half_ulp,
+    resolve_screen,
+)
+from mmfec.models.layers.certified_argmax import certified_argmax as screen
 from mmfec.models.layers.regions import pooling_layout
 from mmfec.testing import clustering_fec
 
@@ -311,6 +315,7 @@ def test_settings_and_the_off_switch():
 
 def test_the_benchmark_measures_the_screen_on_and_off(tmp_path):
     import json
+
     from tool_utils import load_tool
     out_json = tmp_path / 'bench.json'
     bench = load_tool('benchmark.py')

@@ -11,7 +11,6 @@ import torch
 
 from mmfec.benchmark import gpu_check
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 

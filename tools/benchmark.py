@@ -32,10 +32,14 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmfec.benchmark.cases import (DEFAULT_BASELINES, DEFAULT_MODELS,  # noqa: E402
-                                   MODEL_HELP, parse_model)
-from mmfec.benchmark.report import (compute_ratios, evaluate_targets,  # noqa: E402
-                                    machine_info, print_table, table_row)
+from mmfec.benchmark.cases import DEFAULT_BASELINES, DEFAULT_MODELS, MODEL_HELP, parse_model  # noqa: E402
+from mmfec.benchmark.report import (  # noqa: E402
+    compute_ratios,
+    evaluate_targets,
+    machine_info,
+    print_table,
+    table_row,
+)
 from mmfec.benchmark.runner import TARGET_SIZE, plan_cases, run_cases  # noqa: E402
 
 

@@ -13,7 +13,6 @@ import sys
 from .cases import RESNETS, parse_model
 from .runner import SCALING_SIZE, TARGET_SIZE
 
-
 # The CPU features that decide the speed of fp32 / bf16 / fp16 GEMMs here.
 GEMM_FLAGS = ('avx2', 'fma', 'f16c', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'avx512_vnni',
               'amx_bf16', 'amx_tile')

@@ -7,8 +7,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor
 
 from .cluster_encoding import ClusterEncoding
-from .pointwise import (conv1x1, is_observed, residual_conv1x1, residual_gelu_conv1x1,
-                        use_plain_ops)
+from .pointwise import conv1x1, is_observed, residual_conv1x1, residual_gelu_conv1x1, use_plain_ops
 
 
 class ChannelMlp(nn.Module):

@@ -7,8 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
-from .assignment import (average_members, cluster_encode, cosine_to_assigned, gather_centers,
-                         nearest_centers, normalize)
+from .assignment import (
+    average_members,
+    cluster_encode,
+    cosine_to_assigned,
+    gather_centers,
+    nearest_centers,
+    normalize,
+)
 from .pointwise import conv1x1, use_plain_ops
 from .recording import emit, is_recording
 from .regions import encoding_layout, grid_regions, split_span
@@ -96,7 +102,8 @@ class ClusterEncoding(nn.Module):
         """One region: ``feats``/``values`` ``[B, c, h, w]`` -> ``[B, c, h, w]``."""
         batch, channels, height, width = values.shape
         points = normalize(feats.flatten(2))  # [B, c, N]
-        centers = normalize(F.adaptive_avg_pool2d(feats, self.proposal_size).flatten(2))  # [B, c, M]
+        # [B, c, M]
+        centers = normalize(F.adaptive_avg_pool2d(feats, self.proposal_size).flatten(2))
         center_values = F.adaptive_avg_pool2d(values, self.proposal_size).flatten(2)  # [B, c, M]
         index = nearest_centers(points, centers, score=self.similarity)  # [B, N]
         sim = self.similarity(cosine_to_assigned(points, centers, index))  # [B, N]

@@ -7,8 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
-from .assignment import (average_members, cluster_average, cosine_to_assigned, nearest_centers,
-                         normalize, pooling_assignment)
+from .assignment import (
+    average_members,
+    cluster_average,
+    cosine_to_assigned,
+    nearest_centers,
+    normalize,
+    pooling_assignment,
+)
 from .certified_argmax import check_screen_setting, resolve_screen
 from .pointwise import conv1x1, use_plain_ops
 from .precision import autocast_conv2d

@@ -20,8 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .precision import (_rounded, autocast_dtype, autocast_off, emulates_low_gemm,
-                        low_matmul)
+from .precision import _rounded, autocast_dtype, autocast_off, emulates_low_gemm, low_matmul
 
 
 def conv1x1(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:

@@ -11,7 +11,8 @@ import torch.nn as nn
 _ATTR = '_mmfec_recorder'
 
 
-def set_recorder(module: nn.Module, recorder: Optional[Callable[[nn.Module, Dict[str, Any]], None]]):
+def set_recorder(module: nn.Module,
+                 recorder: Optional[Callable[[nn.Module, Dict[str, Any]], None]]):
     setattr(module, _ATTR, recorder)
 
 
