@@ -101,6 +101,7 @@ class PreemptionHook(Hook):
         print_log(message, logger='current', level='WARNING')
         if is_main_process():
             print(message, file=sys.stderr, flush=True)
+        self.after_train(runner)  # the handlers as they were
         _finish_distributed()
         raise Preempted(preempted_exit_code(signum))
 
