@@ -2,7 +2,6 @@
 set whose every sample is randomly augmented with python's, numpy's and torch's
 generators, the way mmdet/mmseg pipelines draw their flips and crops. One run of a few
 iterations takes well under a second, in this process."""
-import os
 import random
 import uuid
 
@@ -23,12 +22,11 @@ class AugmentedToyDataset(Dataset):
     scale; ``bad`` indices raise like a truncated image; every load is counted in
     ``loads`` (this process only)."""
 
-    def __init__(self, size=12, bad=(), log_dir=None):
+    def __init__(self, size=12, bad=()):
         generator = torch.Generator().manual_seed(0)
         self.base = torch.randn(size, FEATURES, generator=generator)
         self.bad = set(bad)
         self.loads = 0
-        self.log_dir = log_dir  # when set, each load is also written there (any process)
         self.metainfo = dict(classes=('toy', ))
 
     def __len__(self):
@@ -39,9 +37,6 @@ class AugmentedToyDataset(Dataset):
 
     def __getitem__(self, index):
         self.loads += 1
-        if self.log_dir is not None:
-            with open(os.path.join(self.log_dir, f'{os.getpid()}.txt'), 'a') as stream:
-                stream.write(f'{int(index)}\n')
         if int(index) in self.bad:
             raise OSError(f'image file is truncated (toy/{int(index):04d}.jpg)')
         x = self.base[int(index)].clone()
@@ -56,7 +51,9 @@ class ToyModel(BaseModel):
 
     def __init__(self):
         super().__init__()
-        self.linear = nn.Linear(FEATURES, 1)
+        with torch.random.fork_rng():  # the same initial weights in every run
+            torch.manual_seed(0)
+            self.linear = nn.Linear(FEATURES, 1)
         self.dropout = nn.Dropout(0.5)
 
     def forward(self, inputs, data_samples=None, mode='loss'):

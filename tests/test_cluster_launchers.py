@@ -8,13 +8,15 @@
 2. Multi-node torchrun (``tools/dist_train.sh`` with NNODES, NODE_RANK, MASTER_ADDR,
    PORT): two "nodes" of one process each on 127.0.0.1 reach the same weights as one node
    with two processes.
+3. Two gloo processes killed with kill -9 and resumed reach the uninterrupted weights.
 """
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
-import textwrap
+import time
 
 import pytest
 
@@ -24,6 +26,7 @@ from mmfec.datasets import ensure_toy_ade20k
 
 pytestmark = pytest.mark.slow
 CONFIG = CONFIGS / 'semfpn_fec_toy.py'
+DIST_ITERS = 4
 
 SRUN = '''#!{python}
 """Stand-in srun: records its arguments, then runs the command once per task (--ntasks)
@@ -136,27 +139,63 @@ def test_slurm_launcher_outside_slurm_is_one_line_error(seg_root, tmp_path):
     assert last.startswith('error: --launcher slurm, but SLURM_PROCID') and 'srun' in last
 
 
-def test_two_nodes_reach_the_weights_of_one_node(seg_root, tmp_path):
+def _dist_env(**extra):
+    return tool_env(PATH=f'{os.path.dirname(sys.executable)}{os.pathsep}{os.environ["PATH"]}',
+                    **extra)
+
+
+def _dist_args(seg_root, work, processes, *extra):
+    return ['bash', str(TOOLS / 'dist_train.sh'), str(CONFIG), str(processes),
+            '--work-dir', str(work), *extra,
+            *_options(seg_root, f'train_cfg.max_iters={DIST_ITERS}',
+                      'default_hooks.checkpoint.interval=2')]
+
+
+@pytest.fixture(scope='module')
+def one_node(seg_root, tmp_path_factory):
+    """The reference: one node, 2 processes, 4 iterations, a checkpoint every 2."""
+    work = tmp_path_factory.mktemp('one_node')
+    result = run_tool(_dist_args(seg_root, work, 2), env=_dist_env(PORT=free_port()))
+    assert result.returncode == 0, explain(result)
+    return work
+
+
+def _final(work):
+    return load_checkpoint(work / f'iter_{DIST_ITERS}.pth')['state_dict']
+
+
+def test_two_nodes_reach_the_weights_of_one_node(seg_root, one_node, tmp_path):
     port = free_port()
-    nodes = []
-    for node_rank in (0, 1):
-        env = tool_env(NNODES=2, NODE_RANK=node_rank, MASTER_ADDR='127.0.0.1', PORT=port,
-                       PATH=f'{os.path.dirname(sys.executable)}{os.pathsep}'
-                            f'{os.environ["PATH"]}')
-        nodes.append(subprocess.Popen(
-            ['bash', str(TOOLS / 'dist_train.sh'), str(CONFIG), '1', '--work-dir',
-             str(tmp_path / 'two_nodes'), *_options(seg_root)], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    nodes = [subprocess.Popen(
+        _dist_args(seg_root, tmp_path, 1), cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        env=_dist_env(NNODES=2, NODE_RANK=node_rank, MASTER_ADDR='127.0.0.1', PORT=port))
+        for node_rank in (0, 1)]
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     for node, output in zip(nodes, outputs):
         assert node.returncode == 0, output[-4000:]
+    differ = differing_keys(_final(tmp_path), _final(one_node))
+    assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:5]}'
 
-    env = tool_env(PORT=free_port(),
-                   PATH=f'{os.path.dirname(sys.executable)}{os.pathsep}{os.environ["PATH"]}')
-    result = run_tool(['bash', TOOLS / 'dist_train.sh', CONFIG, 2, '--work-dir',
-                       tmp_path / 'one_node', *_options(seg_root)], env=env)
+
+def test_two_processes_kill_9_then_resume_equals_uninterrupted(seg_root, one_node, tmp_path):
+    """2 gloo processes killed (torchrun and its workers, kill -9) after the iteration-2
+    checkpoint, resumed on 2 processes: the weights of the uninterrupted 2-process run."""
+    log = open(tmp_path / 'killed.log', 'w')
+    run = subprocess.Popen(_dist_args(seg_root, tmp_path, 2), cwd=ROOT, stdout=log,
+                           stderr=subprocess.STDOUT, env=_dist_env(PORT=free_port()),
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / 'iter_2.pth').exists():
+        assert run.poll() is None, (tmp_path / 'killed.log').read_text()[-4000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    result = run_tool(_dist_args(seg_root, tmp_path, 2, '--resume'),
+                      env=_dist_env(PORT=free_port()))
     assert result.returncode == 0, explain(result)
-    two = load_checkpoint(tmp_path / 'two_nodes' / 'iter_2.pth')['state_dict']
-    one = load_checkpoint(tmp_path / 'one_node' / 'iter_2.pth')['state_dict']
-    differ = differing_keys(two, one)
+    assert 'RNGStateHook: restored the RNG states of iteration' in \
+        result.stdout + result.stderr, explain(result)
+    differ = differing_keys(_final(tmp_path), _final(one_node))
     assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:5]}'

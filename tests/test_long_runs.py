@@ -73,6 +73,7 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(iter_reference,
     reference_dir, reference = iter_reference
     shutil.copytree(reference_dir, tmp_path, dirs_exist_ok=True)
     (tmp_path / 'iter_6.pth').unlink()
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
     _truncate(tmp_path / 'iter_4.pth')  # the newest, named by last_checkpoint
     assert 'truncated' in checkpoint_problem(str(tmp_path / 'iter_4.pth'))
     resumed = _train(tmp_path, resume=True)
@@ -133,9 +134,9 @@ def test_resume_loads_no_sample_of_the_iterations_before_it(iter_reference, tmp_
     reference_dir, _ = iter_reference
     shutil.copy(reference_dir / 'iter_4.pth', tmp_path / 'iter_4.pth')
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
-    dataset = AugmentedToyDataset()
-    _train(tmp_path, dataset, resume=True)
-    assert dataset.loads == 2 * 2  # iterations 5 and 6, 2 samples each; none replayed
+    runner = _train(tmp_path, resume=True)
+    loaded = runner.train_loop.dataloader.dataset.dataset  # the Runner's copy, unwrapped
+    assert loaded.loads == 2 * 2  # iterations 5 and 6, 2 samples each; none replayed
 
 
 # ---------------------------------------------------------------- pre-emption

@@ -16,6 +16,7 @@ Enable it in a config (mmfec's configs do)::
 
     custom_hooks = [dict(type='PreemptionHook')]
 """
+import logging
 import os.path as osp
 import signal
 import sys
@@ -67,7 +68,7 @@ class PreemptionHook(Hook):
     def before_train(self, runner) -> None:
         if threading.current_thread() is not threading.main_thread():
             print_log('PreemptionHook: not on the main thread, signals not caught',
-                      logger='current', level='WARNING')
+                      logger='current', level=logging.WARNING)
             return
         for signum in self.signals:
             self._previous[signum] = signal.signal(signum, self._handle)
@@ -98,7 +99,7 @@ class PreemptionHook(Hook):
         message = (f'{name}: stopped after iteration {runner.iter + 1}, checkpoint '
                    f'{path}; continue with: python tools/train.py {config} '
                    f'--work-dir {runner.work_dir} --resume')
-        print_log(message, logger='current', level='WARNING')
+        print_log(message, logger='current', level=logging.WARNING)
         if is_main_process():
             print(message, file=sys.stderr, flush=True)
         self.after_train(runner)  # the handlers as they were

@@ -26,6 +26,7 @@ stream (their RNG use is undone), so ``val_interval`` does not matter either.
 The states are stored as ints, lists and tensors only, so the checkpoints still load
 through mmfec's data-only checkpoint loader.
 """
+import logging
 import random
 from typing import List, Optional
 
@@ -132,7 +133,7 @@ class RNGStateHook(Hook):
         if saved.get('version') != FORMAT_VERSION:
             print_log(f'RNGStateHook: checkpoint RNG states have format '
                       f'{saved.get("version")}, this mmfec reads {FORMAT_VERSION}; not '
-                      'restoring them', logger='current', level='WARNING')
+                      'restoring them', logger='current', level=logging.WARNING)
             return
         self._pending = dict(saved, seed=checkpoint.get('meta', {}).get('seed'))
 
@@ -150,7 +151,7 @@ class RNGStateHook(Hook):
             print_log(f'RNGStateHook: the checkpoint holds RNG states of {len(states)} '
                       f'process(es), this run has {world_size}; not restoring them (the '
                       'run continues, only not bit for bit)', logger='current',
-                      level='WARNING')
+                      level=logging.WARNING)
             return
         restore_rng_state(states[rank])
         print_log(f'RNGStateHook: restored the RNG states of iteration {runner.iter}',

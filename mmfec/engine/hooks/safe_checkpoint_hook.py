@@ -23,6 +23,7 @@ Enable it in a config (mmfec's configs do)::
 
 Checkpoints on a remote backend (``s3://`` ...) are written as CheckpointHook does.
 """
+import logging
 import os
 import os.path as osp
 import re
@@ -110,7 +111,7 @@ def choose_resume_checkpoint(work_dir: str) -> Optional[str]:
             if skipped:
                 print_log(f'--resume: skipped damaged checkpoint(s) '
                           f'{"; ".join(skipped)}; resuming from {path}',
-                          logger='current', level='WARNING')
+                          logger='current', level=logging.WARNING)
             return path
         skipped.append(f'{path} ({problem})')
     raise ResumeError(f'--resume: no checkpoint in {work_dir} can be read: '

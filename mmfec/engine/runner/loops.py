@@ -25,7 +25,9 @@ Use in a config (mmfec's configs do)::
     train_cfg = dict(type='ExactIterBasedTrainLoop')    # or ExactEpochBasedTrainLoop
     train_cfg = dict(type='ExactEpochBasedTrainLoop', bad_samples='skip', max_bad_share=0.01)
 """
+import logging
 import os.path as osp
+
 from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
@@ -83,7 +85,7 @@ class _BadSampleBook:
             limit = self.max_share * dataset_size
             print_log(f'skipped bad training sample {failure.describe()}: '
                       f'{len(self.bad)} bad of {dataset_size} so far (training stops above '
-                      f'{self.max_share:.2%})', logger='current', level='WARNING')
+                      f'{self.max_share:.2%})', logger='current', level=logging.WARNING)
             if len(self.bad) > limit:
                 raise BadSampleError(
                     f'{len(self.bad)} of {dataset_size} training samples are bad, more than '
