@@ -16,7 +16,9 @@ with a progress bar), sorting the failures into:
 
 ``tools/check_data.py CONFIG`` prints them with a count and exits 1 if there are any.
 """
+import contextlib
 import copy
+import io
 import os
 import os.path as osp
 import sys
@@ -92,10 +94,11 @@ def collect_files(cfg, splits=('train', 'val', 'test')) -> Tuple[List[tuple], Li
     for where, dataset_cfg in _dataset_configs(cfg, splits):
         dataset_cfg = copy.deepcopy(dataset_cfg)
         try:
-            dataset = DATASETS.build(dataset_cfg) if isinstance(dataset_cfg, dict) \
-                else dataset_cfg
-            if hasattr(dataset, 'full_init'):
-                dataset.full_init()
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' chatter
+                dataset = DATASETS.build(dataset_cfg) if isinstance(dataset_cfg, dict) \
+                    else dataset_cfg
+                if hasattr(dataset, 'full_init'):
+                    dataset.full_init()
             size = len(dataset)
         except Exception as error:  # noqa: BLE001 - reported as a fault
             ann = dataset_cfg.get('ann_file', '') if isinstance(dataset_cfg, dict) else ''
