@@ -16,8 +16,10 @@ model's own random draws (RoI sampling, dropout) see the same stream as with wor
 :func:`make_resumable` rebuilds a DataLoader around these pieces; the training loops of
 :mod:`mmfec.engine.runner.loops` use it.
 """
+import atexit
 import random
 import signal
+import weakref
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -211,6 +213,35 @@ class _WorkerInit:
             self.init_fn(worker_id)
 
 
+class _ResumableDataLoader(DataLoader):
+    """A DataLoader that shuts its workers down before the interpreter's exit handlers run.
+
+    Its workers ignore SIGTERM (above), so multiprocessing's own exit handler, which
+    terminates daemonic children with SIGTERM and then joins them, would wait forever
+    for a worker that was not told to stop (persistent workers, an error before the
+    loop ended). The shutdown here runs first: atexit calls handlers last-in first-out,
+    and multiprocessing registered its own on import.
+    """
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        if hasattr(iterator, '_shutdown_workers'):
+            _LIVE_ITERATORS.add(iterator)
+        return iterator
+
+
+_LIVE_ITERATORS = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_live_iterators():
+    for iterator in list(_LIVE_ITERATORS):
+        try:
+            iterator._shutdown_workers()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
 def make_resumable(loader: DataLoader, seed: Optional[int], rank: int,
                    bad_samples: str = STOP) -> DataLoader:
     """A DataLoader like ``loader`` (same dataset, sampler, workers, collate), with seeded
@@ -230,5 +261,6 @@ def make_resumable(loader: DataLoader, seed: Optional[int], rank: int,
                   persistent_workers=loader.persistent_workers)
     if loader.num_workers > 0:
         kwargs['prefetch_factor'] = loader.prefetch_factor
-    return DataLoader(SeededDataset(loader.dataset, bad_samples), batch_sampler=batch_sampler,
-                      collate_fn=ReportingCollate(loader.collate_fn), **kwargs)
+    return _ResumableDataLoader(SeededDataset(loader.dataset, bad_samples),
+                                batch_sampler=batch_sampler,
+                                collate_fn=ReportingCollate(loader.collate_fn), **kwargs)
