@@ -16,7 +16,12 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='UnusedOutputsHook')]
+# Long runs (docs/long_runs.md): RNG states in checkpoints, checkpoints written whole or not
+# at all (--resume passes over a damaged one), exact resume with any number of data workers,
+# a checkpoint on SIGTERM/SIGUSR1, a one-line error naming a bad image (or skip them:
+# train_cfg.bad_samples='skip').
+custom_hooks = [dict(type='RNGStateHook'), dict(type='PreemptionHook'),
+                dict(type='UnusedOutputsHook')]
 
 model = dict(
     # MMPretrain's ImageClassifier that also reads the official release's checkpoints
@@ -58,6 +63,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5, end=300,
          convert_to_iter_based=True),
 ]  # epochs 300-310 stay at 1e-6 (timm's 10 cooldown epochs)
-train_cfg = dict(by_epoch=True, max_epochs=310, val_interval=10)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3,
+train_cfg = dict(type='ExactEpochBasedTrainLoop', max_epochs=310, val_interval=10)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
                                      save_best='auto'))

@@ -8,7 +8,13 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 # each checkpoint so that --resume continues exactly like an uninterrupted run, and
 # UnusedOutputsHook, which reports in one line an FEC output the neck never reads.
 custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='UnusedOutputsHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='PreemptionHook'),
+                dict(type='UnusedOutputsHook')]
+# Long runs (docs/long_runs.md): checkpoints written whole or not at all (--resume passes
+# over a damaged one), exact and fast resume with any number of data workers, a checkpoint
+# on SIGTERM/SIGUSR1, and a one-line error naming a bad image (or skip: bad_samples='skip').
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+train_cfg = dict(type='ExactEpochBasedTrainLoop')
 
 model = dict(
     backbone=dict(

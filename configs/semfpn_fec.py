@@ -15,8 +15,15 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_80k.py',
 ]
 custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
-# UnusedOutputsHook: one line at the first step if the neck leaves an FEC output unread
-custom_hooks = [dict(type='UnusedOutputsHook')]
+# Long runs (docs/long_runs.md): RNG states in checkpoints, checkpoints written whole or not
+# at all (--resume passes over a damaged one), exact resume with any number of data workers
+# that skips trained batches by index (no replay), a checkpoint on SIGTERM/SIGUSR1, and a
+# one-line error naming a bad image (or skip them: train_cfg.bad_samples='skip').
+# UnusedOutputsHook: one line at the first step if the neck leaves an FEC output unread.
+custom_hooks = [dict(type='RNGStateHook'), dict(type='PreemptionHook'),
+                dict(type='UnusedOutputsHook')]
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+train_cfg = dict(type='ExactIterBasedTrainLoop')
 
 crop_size = (512, 512)
 # Training batches are padded to the crop size (as in every mmseg config). Testing has

@@ -127,9 +127,14 @@ def main(argv=None):
     import mmfec  # noqa: F401  (registers FEC)
     from mmfec.apis import load_weights, unwrap_model
     from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (build_runner, check_data, finish_distributed,
-                                 load_task_config, setup_cpu_distributed,
-                                 user_errors)
+    from mmfec.utils.cli import (
+        build_runner,
+        check_data,
+        finish_distributed,
+        load_task_config,
+        setup_cpu_distributed,
+        user_errors,
+    )
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():

@@ -1,4 +1,14 @@
-"""Training-time additions for mmengine Runners (hooks). Importing this registers them."""
-from .hooks import ClusterMapHook, ClusterPurityHook, RNGStateHook, UnusedOutputsHook
+"""Training-time additions for mmengine Runners (hooks, loops). Importing this registers them."""
+from .hooks import (
+                    ClusterMapHook,
+                    ClusterPurityHook,
+                    PreemptionHook,
+                    RNGStateHook,
+                    SafeCheckpointHook,
+                    UnusedOutputsHook,
+)
+from .runner import ExactEpochBasedTrainLoop, ExactIterBasedTrainLoop
 
-__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'RNGStateHook', 'UnusedOutputsHook']
+__all__ = ['ClusterMapHook', 'ClusterPurityHook', 'PreemptionHook', 'RNGStateHook',
+           'SafeCheckpointHook', 'UnusedOutputsHook', 'ExactEpochBasedTrainLoop',
+           'ExactIterBasedTrainLoop']

@@ -282,7 +282,7 @@ def build_runner(cfg, scope):
 
 
 def setup_cpu_distributed(cfg):
-    """Let ``--launcher pytorch`` run on a machine without a GPU.
+    """Let ``--launcher pytorch`` (and ``slurm``) run on a machine without a GPU.
 
     mmengine's pytorch launcher calls ``torch.cuda.set_device`` and gives
     DDP ``device_ids``; both fail without a GPU. Here we start the gloo
@@ -293,8 +293,14 @@ def setup_cpu_distributed(cfg):
 
     import torch.distributed as dist
     from mmengine.device import get_device
-    if cfg.get('launcher') != 'pytorch' or get_device() != 'cpu':
+    if cfg.get('launcher') not in ('pytorch', 'slurm') or get_device() != 'cpu':
         return
+    if cfg.launcher == 'slurm':  # mmengine's slurm set-up needs a GPU too
+        from .slurm import export_slurm_env
+        try:
+            export_slurm_env()
+        except RuntimeError as error:
+            raise UsageError(str(error)) from None
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
     if dist_cfg.pop('backend', 'nccl') != 'gloo':
         raise UsageError('no GPU on this machine, so distributed runs need '

@@ -16,11 +16,18 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmfec.registry import register_everywhere
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
-from mmfec.visualization import (check_head, clustering_layers, draw_cluster_maps,
-                                 find_backbone, from_input, save_png, select_layers)
+from mmfec.registry import register_everywhere
+from mmfec.visualization import (
+    check_head,
+    clustering_layers,
+    draw_cluster_maps,
+    find_backbone,
+    from_input,
+    save_png,
+    select_layers,
+)
 
 
 class ClusterMapHook(Hook):

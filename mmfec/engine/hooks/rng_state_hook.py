@@ -13,24 +13,29 @@ Enable it in a config::
     custom_imports = dict(imports=['mmfec', 'mmfec.engine'], allow_failed_imports=False)
     custom_hooks = [dict(type='RNGStateHook')]
 
-What is exact: epoch-based training resumed from an epoch-end checkpoint, with
-``num_workers=0`` or ``persistent_workers=False`` (mmengine seeds workers the same way
-every time they start, so workers that live on across epochs cannot be replayed), and,
-in distributed runs, each rank gets back its own state (gathered at epoch ends). Other
-cases still resume, only not bit for bit. Validation runs do not change the training
-RNG stream (their RNG use is undone), so ``val_interval`` does not matter either.
+What is exact: with mmengine's own loops, epoch-based training resumed from an
+epoch-end checkpoint, with ``num_workers=0`` or ``persistent_workers=False`` (mmengine
+seeds workers the same way every time they start, so workers that live on across epochs
+cannot be replayed). With mmfec's ``ExactEpochBasedTrainLoop`` / ``ExactIterBasedTrainLoop``
+(mmfec's configs), which seed every sample by its place in the stream, any checkpoint,
+any number of workers (docs/long_runs.md). In distributed runs each rank gets back its
+own state (gathered at epoch ends and before iteration-based checkpoints). Other cases
+still resume, only not bit for bit. Validation runs do not change the training RNG
+stream (their RNG use is undone), so ``val_interval`` does not matter either.
 
 The states are stored as ints, lists and tensors only, so the checkpoints still load
 through mmfec's data-only checkpoint loader.
 """
+import logging
 import random
 from typing import List, Optional
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
+
 from mmfec.registry import register_everywhere
 
 CHECKPOINT_KEY = 'rng_state'
@@ -65,6 +70,14 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state['cuda'])
 
 
+def _saves_after_this_iter(hook, runner) -> bool:
+    """Whether ``hook`` is an iteration-based CheckpointHook that saves this iteration."""
+    if not isinstance(hook, CheckpointHook) or hook.by_epoch:
+        return False
+    return bool(hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
+                or (hook.save_last and hook.is_last_train_iter(runner)))
+
+
 class RNGStateHook(Hook):
     """Save RNG states with each checkpoint and restore them on resume.
 
@@ -92,12 +105,25 @@ class RNGStateHook(Hook):
             self._rank_states = all_gather_object(capture_rng_state())
             self._gathered_at = runner.iter
 
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        # Iteration-based checkpoints are written here too: gather every rank's states
+        # when the CheckpointHook (which runs after this hook) is about to save.
+        _, world_size = get_dist_info()
+        if world_size > 1 and any(_saves_after_this_iter(hook, runner)
+                                  for hook in runner.hooks):
+            self._rank_states = all_gather_object(capture_rng_state())
+            self._gathered_at = runner.iter
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._rank_states is not None and self._gathered_at == runner.iter:
             states = self._rank_states
         else:  # single process, or a mid-epoch save: only this (rank 0's) state
             states = [capture_rng_state()]
-        checkpoint[CHECKPOINT_KEY] = dict(version=FORMAT_VERSION, iter=runner.iter,
+        # the iteration training continues from: the checkpoint's own (a save after an
+        # iteration happens before runner.iter counts it)
+        resume_iter = checkpoint.get('meta', {}).get('iter', runner.iter)
+        checkpoint[CHECKPOINT_KEY] = dict(version=FORMAT_VERSION, iter=resume_iter,
                                           ranks=states)
 
     # ------------------------------------------------------------------ resuming
@@ -108,7 +134,7 @@ class RNGStateHook(Hook):
         if saved.get('version') != FORMAT_VERSION:
             print_log(f'RNGStateHook: checkpoint RNG states have format '
                       f'{saved.get("version")}, this mmfec reads {FORMAT_VERSION}; not '
-                      'restoring them', logger='current', level='WARNING')
+                      'restoring them', logger='current', level=logging.WARNING)
             return
         self._pending = dict(saved, seed=checkpoint.get('meta', {}).get('seed'))
 
@@ -126,7 +152,7 @@ class RNGStateHook(Hook):
             print_log(f'RNGStateHook: the checkpoint holds RNG states of {len(states)} '
                       f'process(es), this run has {world_size}; not restoring them (the '
                       'run continues, only not bit for bit)', logger='current',
-                      level='WARNING')
+                      level=logging.WARNING)
             return
         restore_rng_state(states[rank])
         print_log(f'RNGStateHook: restored the RNG states of iteration {runner.iter}',
