@@ -63,6 +63,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5, end=300,
          convert_to_iter_based=True),
 ]  # epochs 300-310 stay at 1e-6 (timm's 10 cooldown epochs)
-train_cfg = dict(type='ExactEpochBasedTrainLoop', max_epochs=310, val_interval=10)
+train_cfg = dict(_delete_=True, type='ExactEpochBasedTrainLoop', max_epochs=310, val_interval=10)
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
                                      save_best='auto'))

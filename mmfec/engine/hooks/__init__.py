@@ -1,4 +1,5 @@
-"""mmengine hooks of mmfec; importing registers them in mmengine's, mmdet's, mmseg's and mmpretrain's HOOKS."""
+"""mmengine hooks of mmfec; importing registers them in mmengine's, mmdet's, mmseg's and
+mmpretrain's HOOKS."""
 from .cluster_map_hook import ClusterMapHook
 from .cluster_purity_hook import ClusterPurityHook
 from .preemption_hook import PreemptionHook

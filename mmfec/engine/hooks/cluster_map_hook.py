@@ -6,8 +6,9 @@ Enable from a config (``mmfec.engine`` must be imported so the hook is registere
     custom_hooks = [dict(type='ClusterMapHook', num_images=4)]
 
 Figures go to ``work_dir/cluster_maps/epoch_{k}/`` (or ``iter_{k}/`` for iteration-based
-training, ``val/`` for a stand-alone validation, ``test/`` for a test run) and to the visualizer's backends through
-``add_image``, so TensorBoard shows them when its backend is on.
+training, ``val/`` for a stand-alone validation, ``test/`` for a test run) and to the
+visualizer's backends through ``add_image``, so TensorBoard shows them when its backend is
+on.
 """
 import os.path as osp
 from typing import Optional, Sequence, Union
