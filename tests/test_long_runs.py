@@ -111,19 +111,24 @@ def test_iteration_based_resume_equals_uninterrupted(iter_reference, tmp_path, n
     assert same_weights(weights(resumed), reference)
 
 
+EPOCH_RUN = dict(by_epoch=True, max_steps=3, interval=1, batch_size=4)  # 3 x 3 iterations
+
+
+@pytest.fixture(scope='module')
+def epoch_reference(tmp_path_factory):
+    work = tmp_path_factory.mktemp('epoch_reference')
+    return work, weights(_train(work, **EPOCH_RUN))
+
+
 @pytest.mark.parametrize('num_workers', [0, 2])
-def test_epoch_based_resume_equals_uninterrupted(tmp_path, num_workers):
+def test_epoch_based_resume_equals_uninterrupted(epoch_reference, tmp_path, num_workers):
     """3 epochs of 3 iterations; resumed after epoch 1, with 0 or 2 persistent workers."""
-    full = weights(_train(tmp_path / 'full', by_epoch=True, max_steps=3, interval=1,
-                          batch_size=4))
-    work = tmp_path / 'resumed'
-    work.mkdir()
-    shutil.copy(tmp_path / 'full' / 'epoch_1.pth', work / 'epoch_1.pth')
-    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
-    resumed = _train(work, by_epoch=True, max_steps=3, interval=1, batch_size=4,
-                     resume=True, num_workers=num_workers)
+    reference_dir, reference = epoch_reference
+    shutil.copy(reference_dir / 'epoch_1.pth', tmp_path / 'epoch_1.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
+    resumed = _train(tmp_path, resume=True, num_workers=num_workers, **EPOCH_RUN)
     assert resumed.epoch == 3
-    assert same_weights(weights(resumed), full)
+    assert same_weights(weights(resumed), reference)
 
 
 def test_data_do_not_depend_on_the_number_of_workers(iter_reference, tmp_path):
@@ -167,16 +172,15 @@ def test_signal_saves_after_the_current_iteration_and_exits(tmp_path, signum, ca
     assert not isinstance(getattr(handler, '__self__', None), PreemptionHook)
 
 
-def test_preempted_mid_epoch_resumes_exactly(tmp_path):
+def test_preempted_mid_epoch_resumes_exactly(epoch_reference, tmp_path):
     """SIGTERM in iteration 2 of epoch 2 (of 3 iterations each); --resume continues there."""
-    options = dict(by_epoch=True, max_steps=3, interval=1, batch_size=4, num_workers=2)
-    full = weights(_train(tmp_path / 'full', **options))
-    work = tmp_path / 'preempted'
+    _, reference = epoch_reference
     with pytest.raises(Preempted):
-        _train(work, custom_hooks=[dict(type='PreemptionHook'), SignalAt(5)], **options)
-    assert (work / 'epoch_2_iter_5.pth').is_file()
-    resumed = _train(work, resume=True, **options)
-    assert same_weights(weights(resumed), full)
+        _train(tmp_path, custom_hooks=[dict(type='PreemptionHook'), SignalAt(5)],
+               num_workers=2, **EPOCH_RUN)
+    assert (tmp_path / 'epoch_2_iter_5.pth').is_file()
+    resumed = _train(tmp_path, resume=True, num_workers=2, **EPOCH_RUN)
+    assert same_weights(weights(resumed), reference)
 
 
 # ---------------------------------------------------------------- bad samples

@@ -64,7 +64,7 @@ def inspect_file(path: str, role: str) -> Optional[Tuple[str, str]]:
         return 'unreadable', f'{type(error).__name__}: {error}'.splitlines()[0]
     allowed = LABEL_MODES if role == 'label map' else IMAGE_MODES
     if mode not in allowed:
-        return 'wrong mode', f'mode {mode}, a {role} must be {" or ".join(allowed)}'
+        return 'wrong mode', f'mode {mode}; {role}s must be {" or ".join(allowed)}'
     return None
 
 
