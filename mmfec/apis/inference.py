@@ -6,7 +6,6 @@ As ``mmdet.apis.inference_detector``, ``mmseg.apis.inference_model`` and
 explorer page, ONNX verification) see exactly the network input that testing sees.
 """
 import copy
-import os.path as osp
 from dataclasses import dataclass
 from typing import Any, List, Optional, Union
 
@@ -91,9 +90,7 @@ def prepare_input(model: nn.Module, image: ImageLike, native_size: bool = False)
         raise UsageError('the image must be a path or a uint8 BGR array [H, W, 3]')
     height, width = array.shape[:2]
     data = dict(img=array, img_shape=(height, width), ori_shape=(height, width),
-                img_path=path, img_id=0, img_shape_ori=(height, width))
-    if path is not None:
-        data['filename'] = osp.basename(path)
+                img_path=path, img_id=0)
     task = model_task(model)
     scope = None if task == BACKBONE else cfg.get('default_scope')
     with DefaultScope.overwrite_default_scope(scope):
