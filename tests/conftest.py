@@ -12,3 +12,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_unconfigure(config):
+    """A process that hangs after the session (e.g. multiprocessing's exit handler joining a
+    child that never stops) fails here with every thread's stack after two minutes, instead
+    of running into CI's time limit with nothing to read."""
+    import faulthandler
+    faulthandler.dump_traceback_later(120, exit=True)

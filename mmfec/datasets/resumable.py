@@ -214,32 +214,66 @@ class _WorkerInit:
 
 
 class _ResumableDataLoader(DataLoader):
-    """A DataLoader that shuts its workers down before the interpreter's exit handlers run.
+    """A DataLoader whose worker processes never outlive it, nor keep the interpreter from
+    exiting.
 
-    Its workers ignore SIGTERM (above), so multiprocessing's own exit handler, which
-    terminates daemonic children with SIGTERM and then joins them, would wait forever
-    for a worker that was not told to stop (persistent workers, an error before the
-    loop ended). The shutdown here runs first: atexit calls handlers last-in first-out,
-    and multiprocessing registered its own on import.
+    Its workers ignore SIGTERM (above). That disables two of torch's fallbacks, and both
+    hang: (1) when an iterator is collected as part of a reference cycle (a Runner, a
+    traceback), the garbage collector closes its index queues before the iterator's
+    ``__del__`` sends the workers their stop sentinel, so the sentinel never arrives and
+    torch's ``terminate()`` (SIGTERM) is ignored; (2) multiprocessing's exit handler
+    terminates daemonic children with SIGTERM and then joins them, forever.
+    :meth:`shutdown_workers` (which the training loops call when they end, normally or by
+    an exception) stops the workers while the queues still work, and kills any that do not
+    stop; an exit handler does the same for what is left when the interpreter exits. It
+    runs before multiprocessing's: atexit calls handlers last-in first-out, and
+    multiprocessing registered its own when torch imported it.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._live_iterators = weakref.WeakSet()
 
     def _get_iterator(self):
         iterator = super()._get_iterator()
         if hasattr(iterator, '_shutdown_workers'):
+            self._live_iterators.add(iterator)
             _LIVE_ITERATORS.add(iterator)
+            _WORKERS.update(iterator._workers)
         return iterator
+
+    def shutdown_workers(self) -> None:
+        """Stop this loader's worker processes now (persistent ones included)."""
+        for iterator in list(self._live_iterators):
+            _shut_down(iterator)
+        self._iterator = None  # a later pass starts new workers
 
 
 _LIVE_ITERATORS = weakref.WeakSet()
+_WORKERS = weakref.WeakSet()  # multiprocessing keeps each in its children until joined
+_GRACE_S = 5.0
+
+
+def _shut_down(iterator) -> None:
+    iterator._shutdown_workers()  # torch's: sentinel, join, SIGTERM (ignored here)
+    _kill_stragglers(iterator._workers)
+
+
+def _kill_stragglers(workers) -> None:
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(_GRACE_S)
 
 
 @atexit.register
-def _shutdown_live_iterators():
+def _shutdown_at_exit():
     for iterator in list(_LIVE_ITERATORS):
         try:
-            iterator._shutdown_workers()
-        except Exception:  # noqa: BLE001 - exiting anyway
+            _shut_down(iterator)
+        except Exception:  # noqa: BLE001 - exiting anyway; the stragglers are killed below
             pass
+    _kill_stragglers(list(_WORKERS))
 
 
 def make_resumable(loader: DataLoader, seed: Optional[int], rank: int,

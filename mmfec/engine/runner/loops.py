@@ -120,7 +120,10 @@ class ExactEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     def run(self):
         _sync_seed(self.runner, self.dataloader)
-        return super().run()
+        try:
+            return super().run()
+        finally:  # no worker outlives training (see _ResumableDataLoader)
+            self.dataloader.shutdown_workers()
 
     def run_epoch(self) -> None:
         self.runner.call_hook('before_train_epoch')
@@ -165,6 +168,12 @@ class ExactIterBasedTrainLoop(IterBasedTrainLoop):
         self.dataloader_iterator._epoch = passes
 
     def run(self):
+        try:
+            return self._run()
+        finally:  # no worker outlives training (see _ResumableDataLoader)
+            self.dataloader.shutdown_workers()
+
+    def _run(self):
         self.runner.call_hook('before_train')
         # mmengine treats an iteration-based run as one epoch, and so does this loop
         self.runner.call_hook('before_train_epoch')
