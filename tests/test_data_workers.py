@@ -7,6 +7,7 @@ import multiprocessing
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from long_run_utils import AugmentedToyDataset, build_runner
@@ -52,3 +53,43 @@ def test_a_process_with_data_workers_exits(ending):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'exiting' in result.stdout
+
+
+ORPHAN_SCRIPT = textwrap.dedent('''
+    import time
+    from torch.utils.data import DataLoader
+    from mmfec.datasets.resumable import make_resumable
+
+    # batches larger than a pipe's buffer: the workers block sending the ones prefetched
+    samples = [bytes(1 << 20)] * 16
+    loader = make_resumable(DataLoader(samples, batch_size=2, num_workers=2,
+                                       persistent_workers=True), seed=0, rank=0)
+    batches = iter(loader)
+    next(batches)
+    print(*[worker.pid for worker in batches._workers], flush=True)
+    time.sleep(600)
+''')
+
+
+def test_workers_die_with_a_killed_trainer():
+    """kill -9 (or the OOM killer) on the training process leaves no worker behind."""
+    psutil = pytest.importorskip('psutil')
+    trainer = subprocess.Popen([sys.executable, '-c', ORPHAN_SCRIPT], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        pids = [int(pid) for pid in trainer.stdout.readline().split()]
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert len(pids) == 2
+
+    def alive(pid):
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids)

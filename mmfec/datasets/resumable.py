@@ -17,8 +17,12 @@ model's own random draws (RoI sampling, dropout) see the same stream as with wor
 :mod:`mmfec.engine.runner.loops` use it.
 """
 import atexit
+import ctypes
+import multiprocessing
+import os
 import random
 import signal
+import sys
 import weakref
 from typing import Iterator, List, Optional, Sequence
 
@@ -200,7 +204,9 @@ class ResumableBatchSampler:
 
 class _WorkerInit:
     """Data workers ignore the pre-emption signals: the main process decides when to
-    stop, and a worker killed by Slurm's SIGTERM would stop training with an error."""
+    stop, and a worker killed by Slurm's SIGTERM would stop training with an error. On
+    Linux they also die with the process that started them (kill -9, the OOM killer)
+    instead of living on as orphans blocked on a pipe that nobody reads."""
 
     def __init__(self, init_fn):
         self.init_fn = init_fn
@@ -209,8 +215,25 @@ class _WorkerInit:
         for name in ('SIGTERM', 'SIGUSR1'):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
+        _die_with_parent()
         if self.init_fn is not None:
             self.init_fn(worker_id)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the parent dies (it cannot be ignored)."""
+    parent = multiprocessing.parent_process()
+    if not sys.platform.startswith('linux') or parent is None:
+        return
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):  # no prctl: orphans stay possible, as with torch
+        return
+    if os.getppid() != parent.pid:  # the parent died before the request
+        os._exit(1)
 
 
 class _ResumableDataLoader(DataLoader):
