@@ -82,6 +82,26 @@ def test_benchmark_rejects_unknown_models():
     assert parse_model('fec-l-plain') == dict(kind='fec', arch='large', variant='plain')
 
 
+def test_benchmark_without_a_selection_measures_nothing(capsys):
+    """No arguments would be a run of one to two hours: it asks what to measure."""
+    bench = load_tool('benchmark.py')
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args([])
+    assert stop.value.code == 2
+    assert '--all' in capsys.readouterr().err
+    assert bench.parse_args(['--all']).models == bench.DEFAULT_MODELS
+
+
+def test_benchmark_unwritable_json_is_one_line_before_any_case(tmp_path, capsys):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    bench = load_tool('benchmark.py')
+    code = bench.main(['--smoke', '--models', 'fec-s', '--json', str(blocker / 'out.json')])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith('error: --json') and 'is a file' in err
+    assert err.count('\n') == 1
+
+
 def test_dense_estimate_grows_quadratically():
     from mmfec.benchmark.cases import dense_lower_bound_bytes
     small = dense_lower_bound_bytes('small', (800, 1216), 1, True, 'auto')

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from tool_utils import loader_options
 
 from mmfec.datasets import ensure_toy_imagenet
 
@@ -29,15 +30,6 @@ TIMEOUT = 300
 @pytest.fixture(scope='module')
 def toy_root(tmp_path_factory):
     return ensure_toy_imagenet(tmp_path_factory.mktemp('cls_data'), num_train=16, num_val=8)
-
-
-def _loader_options(root, loaders=('train', 'val', 'test')):
-    options = []
-    for loader in loaders:
-        options += [f'{loader}_dataloader.dataset.data_root={root}',
-                    f'{loader}_dataloader.num_workers=0',
-                    f'{loader}_dataloader.persistent_workers=False']
-    return options
 
 
 def _run(*args, cwd=ROOT):
@@ -64,7 +56,7 @@ def trained(toy_root, tmp_path_factory):
     """A toy classifier trained for one epoch (2 iterations of 8 images)."""
     work_dir = tmp_path_factory.mktemp('cls_work')
     result = _run('tools/train.py', 'configs/fec_small_in1k_toy.py', '--work-dir', work_dir,
-                  '--cfg-options', *_loader_options(toy_root), 'train_cfg.max_epochs=1',
+                  '--cfg-options', *loader_options(toy_root), 'train_cfg.max_epochs=1',
                   'train_cfg.val_interval=1', 'train_dataloader.batch_size=8',
                   'default_hooks.checkpoint.interval=1')
     assert result.returncode == 0, result.stderr[-3000:]
@@ -79,7 +71,7 @@ def test_toy_classifier_trains_and_evaluates_top1_through_the_tools(trained, toy
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     test_dir = trained / 'test'
     result = _run('tools/test.py', 'configs/fec_small_in1k_toy.py', checkpoint,
-                  '--work-dir', test_dir, '--cfg-options', *_loader_options(toy_root))
+                  '--work-dir', test_dir, '--cfg-options', *loader_options(toy_root))
     assert result.returncode == 0, result.stderr[-3000:]
     assert _metrics(test_dir)['accuracy/top1'] == metrics['accuracy/top1']
 
@@ -93,7 +85,7 @@ def test_test_tool_refuses_a_detectors_checkpoint_for_a_classifier(trained, toy_
     detector = tmp_path / 'detector.pth'
     torch.save({'state_dict': weights}, detector)
     result = _run('tools/test.py', 'configs/fec_small_in1k_toy.py', detector,
-                  '--work-dir', tmp_path / 'work', '--cfg-options', *_loader_options(toy_root))
+                  '--work-dir', tmp_path / 'work', '--cfg-options', *loader_options(toy_root))
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -143,7 +135,7 @@ def test_fine_tuning_config_reinitialises_the_head_and_trains(toy_root, tmp_path
     torch.save({'model': official}, checkpoint)
     result = _run('tools/train.py', 'configs/fec_small_custom_finetune.py',
                   '--work-dir', tmp_path / 'work', '--cfg-options',
-                  *_loader_options(toy_root, ('train', 'val')), 'num_classes=4',
+                  *loader_options(toy_root, ('train', 'val')), 'num_classes=4',
                   'model.head.num_classes=4', 'data_preprocessor.num_classes=4',
                   f'model.init_cfg.checkpoint={checkpoint}', 'train_cfg.max_epochs=1',
                   'train_dataloader.batch_size=8', 'val_dataloader.batch_size=8',

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 from mmcv.image import rescale_size
+from tool_utils import loader_options
 
 from mmfec.datasets import ensure_toy_ade20k
 
@@ -49,15 +50,6 @@ def toy_root(tmp_path_factory):
                              num_val=NUM_VAL)
 
 
-def _loader_options(root, loaders=('train', 'val', 'test')):
-    options = []
-    for loader in loaders:
-        options += [f'{loader}_dataloader.dataset.data_root={root}',
-                    f'{loader}_dataloader.num_workers=0',
-                    f'{loader}_dataloader.persistent_workers=False']
-    return options
-
-
 def _env(**extra):
     # one thread per process: on a busy 2-core runner more threads only fight
     env = {'OMP_NUM_THREADS': '1', **os.environ, 'PYTHONWARNINGS': 'ignore', **extra}
@@ -82,7 +74,7 @@ def _free_port():
 def test_train_and_test_real_config_on_toy_data(toy_root, tmp_path):
     work = tmp_path / 'work'
     _run([sys.executable, 'tools/train.py', 'configs/semfpn_fec.py', '--work-dir', work,
-          '--cfg-options', *_loader_options(toy_root, ('train', 'val')),
+          '--cfg-options', *loader_options(toy_root, ('train', 'val')),
           'model.backbone.init_cfg=None',
           'train_dataloader.batch_size=2',
           'train_dataloader.dataset.pipeline.2.scale=(256,64)',  # RandomResize
@@ -97,7 +89,7 @@ def test_train_and_test_real_config_on_toy_data(toy_root, tmp_path):
     output = _run([sys.executable, '-c', RECORDING_DRIVER, 'tools/test.py',
                    'configs/semfpn_fec.py', checkpoint, '--work-dir', work,
                    '--out', pred_dir,
-                   '--cfg-options', *_loader_options(toy_root, ('test', )),
+                   '--cfg-options', *loader_options(toy_root, ('test', )),
                    'model.backbone.init_cfg=None'],
                   FEC_INPUT_SHAPES=str(shapes_file))
     assert 'mIoU' in output and 'aAcc' in output, output[-3000:]
@@ -126,7 +118,7 @@ def test_dist_train_demo_config_two_cpu_processes(toy_root, tmp_path):
     output = _run(['bash', 'tools/dist_train.sh', 'configs/semfpn_fec_toy.py', '2',
                    '--work-dir', work,
                    '--cfg-options', 'env_cfg.dist_cfg.backend=gloo',
-                   *_loader_options(toy_root, ('train', 'val')),
+                   *loader_options(toy_root, ('train', 'val')),
                    'train_dataloader.batch_size=2',
                    'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
                    'default_hooks.logger.interval=1'],

@@ -35,3 +35,14 @@ def assert_one_line_error(code, err, *needles):
     assert last.startswith('error: '), err
     for needle in needles:
         assert needle in last, last
+
+
+def loader_options(root, loaders=('train', 'val', 'test')):
+    """``--cfg-options`` that point the given data loaders at ``root`` and load in the
+    main process (no workers to start: the toy sets are tiny)."""
+    options = []
+    for loader in loaders:
+        options += [f'{loader}_dataloader.dataset.data_root={root}',
+                    f'{loader}_dataloader.num_workers=0',
+                    f'{loader}_dataloader.persistent_workers=False']
+    return options

@@ -2,7 +2,7 @@
 """Speed and memory of FEC: backbones, the detector and segmentor of ``configs/``, the
 dense (paper-style) implementation and ResNet-50, measured in one run.
 
-    python tools/benchmark.py                       # everything, CPU, ~1-2 h on 2 cores
+    python tools/benchmark.py --all                 # everything, CPU, ~1-2 h on 2 cores
     python tools/benchmark.py --models fec-s --baselines dense-s r50 r50-unfrozen \\
         --sizes 800x1216 --batches 1 --modes train --scaling --json out.json
     python tools/benchmark.py --device cuda --precisions fp32 amp --in-process
@@ -95,8 +95,16 @@ def parse_args(argv=None):
     parser.add_argument('--smoke', action='store_true',
                         help='tiny inputs (64x64, scaling 128x128), batch 1, 1 repeat, '
                         'no warm-up, 1 thread, in-process: checks that everything runs')
+    parser.add_argument('--all', action='store_true',
+                        help='every model, baseline, size, batch and mode (~1-2 h on 2 CPU '
+                        'cores); without it, say what to measure')
     parser.add_argument('--worker', help=argparse.SUPPRESS)  # older spelling, kept
     args = parser.parse_args(argv)
+    chosen = [args.models, args.baselines, args.sizes, args.batches, args.modes]
+    if not (args.all or args.smoke or args.worker or any(c is not None for c in chosen)):
+        parser.error('say what to measure (e.g. --models fec-s --baselines r50 --sizes '
+                     '800x1216 --modes train), --smoke for a quick check, or --all for '
+                     'everything (~1-2 h on 2 CPU cores)')
     if args.smoke:
         args.sizes = args.sizes or [(64, 64)]
         args.batches = args.batches or [1]
@@ -120,6 +128,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json and args.json != '-':
+        from mmfec.utils.cli import UsageError, check_writable
+        try:
+            check_writable(args.json, '--json')
+        except UsageError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
     if args.worker:
         from mmfec.benchmark.runner import worker_main
         worker_main(args.worker)

@@ -245,8 +245,8 @@ def main(argv=None):
         setup_cpu_distributed(cfg)
         runner = build_runner(cfg, scope)
         # A checkpoint of another task or arch would load partly and give junk metrics:
-        # refuse it, naming what it holds (the Runner then loads it again, as always).
-        load_weights(unwrap_model(runner.model), args.checkpoint)
+        # refuse it, naming what it holds. The Runner's own load takes what was read here.
+        load_weights(unwrap_model(runner.model), args.checkpoint, keep_for_runner=True)
         if args.out is not None and args.out.endswith(PICKLE_SUFFIXES):
             add_dump_metric(runner, args.out, scope)
         runner.test()

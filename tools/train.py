@@ -145,7 +145,7 @@ def main(argv=None):
         runner = build_runner(cfg, scope)
         if args.resume not in (None, 'auto'):
             # another task's checkpoint: one line, not an optimizer traceback
-            load_weights(unwrap_model(runner.model), args.resume)
+            load_weights(unwrap_model(runner.model), args.resume, keep_for_runner=True)
         runner.train()
         finish_distributed()
 

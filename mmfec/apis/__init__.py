@@ -8,13 +8,19 @@ Shaped like ``mmdet.apis``, ``mmseg.apis`` and ``mmpretrain.apis``, for a detect
 segmentor, classifier or bare FEC; every mmfec tool goes through it.
 """
 from ..utils.tasks import BACKBONE, CLASSIFIER, DETECTOR, SEGMENTOR
-from .checkpoint import describe_state_dict, load_weights, read_state_dict, unwrap_model
+from .checkpoint import (
+    describe_state_dict,
+    load_weights,
+    read_checkpoint,
+    read_state_dict,
+    unwrap_model,
+)
 from .inference import NetworkInput, backbone_of, inference_model, prepare_input
 from .model import build_model, choose_device, init_model, is_backbone_config, model_task
 
 __all__ = [
     'init_model', 'inference_model', 'prepare_input', 'NetworkInput', 'backbone_of',
     'build_model', 'model_task', 'is_backbone_config', 'choose_device', 'load_weights',
-    'read_state_dict', 'describe_state_dict', 'unwrap_model', 'BACKBONE', 'DETECTOR', 'SEGMENTOR',
-    'CLASSIFIER'
+    'read_checkpoint', 'read_state_dict', 'describe_state_dict', 'unwrap_model', 'BACKBONE',
+    'DETECTOR', 'SEGMENTOR', 'CLASSIFIER'
 ]

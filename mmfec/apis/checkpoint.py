@@ -18,7 +18,7 @@ from ..models import FEC
 from ..models.backbones.fec import extract_state_dict
 from ..models.backbones.fec_checkpoint_check import CheckpointMismatchError
 from ..utils.cli import UsageError, _first_line, check_checkpoint_path
-from ..utils.safe_checkpoint import CheckpointError
+from ..utils.safe_checkpoint import CheckpointError, hand_over
 
 # A bare FEC needs its stem and stages; its output norms may be absent (an ImageNet file
 # has one `norm`, a detector's four).
@@ -29,10 +29,19 @@ def read_state_dict(checkpoint: str) -> 'OrderedDict[str, torch.Tensor]':
     """The tensors of ``checkpoint`` (read by mmengine through mmfec's data-only loader;
     plain, ``state_dict`` or ``model`` wrapped). One-line errors for a missing file or
     a file without tensors."""
+    return _extract(read_checkpoint(checkpoint), checkpoint)
+
+
+def read_checkpoint(checkpoint: str) -> dict:
+    """The whole object in ``checkpoint`` on the CPU (weights, and for a Runner's file its
+    meta, optimizer and scheduler states), read through mmfec's data-only loader."""
     check_checkpoint_path(checkpoint, 'CHECKPOINT')
+    return _load_checkpoint(checkpoint, map_location='cpu')
+
+
+def _extract(loaded, checkpoint: str) -> 'OrderedDict[str, torch.Tensor]':
     try:
-        return extract_state_dict(_load_checkpoint(checkpoint, map_location='cpu'),
-                                  checkpoint)
+        return extract_state_dict(loaded, checkpoint)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -60,8 +69,12 @@ def _required_parts(model: nn.Module) -> List[str]:
             if name != 'data_preprocessor' and any(True for _ in child.parameters())]
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> str:
+def load_weights(model: nn.Module, checkpoint: str, keep_for_runner: bool = False) -> str:
     """Load ``checkpoint`` into ``model`` and return a one-line summary.
+
+    With ``keep_for_runner``, the file's contents are kept for the next load of the same
+    file (the Runner's ``load_from`` or ``resume`` right after this check), which then
+    does not read it again.
 
     Official key layouts convert on load (the models' own load hooks); a detector's or
     segmentor's file also loads into a bare FEC (its ``backbone.*``). Raises
@@ -69,7 +82,8 @@ def load_weights(model: nn.Module, checkpoint: str) -> str:
     ``neck``, ``decode_head``, ``head``...) gets none of its weights or shapes differ;
     weights missing here and there stay at their init with a warning on stderr.
     """
-    state = read_state_dict(checkpoint)
+    loaded = read_checkpoint(checkpoint)
+    state = _extract(loaded, checkpoint)
     own = model.state_dict()
     if isinstance(model, FEC) and not any(k in own for k in state):
         inner = OrderedDict((re.sub(r'^backbone\.', '', k), v) for k, v in state.items()
@@ -108,6 +122,8 @@ def load_weights(model: nn.Module, checkpoint: str) -> str:
         first = [k for k in own if k in missing][:3]
         print(f'warning: {len(missing)} of {len(own)} weights are not in {checkpoint} and '
               f'stay at their init (first: {", ".join(first)})', file=sys.stderr)
+    if keep_for_runner:
+        hand_over(checkpoint, loaded)
     return f'loaded {len(own) - len(missing)} of {len(own)} weights from {checkpoint}'
 
 

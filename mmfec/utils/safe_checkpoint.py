@@ -572,8 +572,36 @@ def safe_load_url(url,
         _download(url, model_dir, progress, file_name), map_location)
 
 
+_HANDED_OVER = {}  # at most one checkpoint, read ahead by a tool for the Runner's load
+
+
+def _file_key(filename):
+    try:
+        stat = os.stat(filename)
+    except (OSError, TypeError, ValueError):
+        return None
+    return osp.realpath(filename), stat.st_mtime_ns, stat.st_size
+
+
+def hand_over(filename, checkpoint) -> None:
+    """Keep ``checkpoint``, just read from ``filename`` onto the CPU, for the next load
+    of that unchanged file onto the CPU: a tool that checks a checkpoint before the Runner
+    loads it (``tools/test.py CHECKPOINT``, ``tools/train.py --resume PATH``) reads the
+    file once. The kept object is handed out once and must not have been modified."""
+    key = _file_key(filename)
+    with _lock:
+        _HANDED_OVER.clear()
+        if key is not None:
+            _HANDED_OVER[key] = checkpoint
+
+
 def load_from_local(filename, map_location=None):
     """Safe version of mmengine's loader for plain paths."""
+    if _HANDED_OVER and str(map_location) in ('None', 'cpu'):
+        with _lock:
+            checkpoint = _HANDED_OVER.pop(_file_key(filename), None)
+        if checkpoint is not None:
+            return checkpoint
     return safe_torch_load(filename, map_location)
 
 

@@ -102,12 +102,13 @@ class ClusterMapHook(Hook):
             return f'epoch_{runner.epoch}'
         return 'val'
 
-    def before_val_epoch(self, runner) -> None:
-        self._validations += 1
-        self._start(runner, (self._validations - 1) % self.interval == 0, 'val')
-
-    def before_test_epoch(self, runner) -> None:
-        self._start(runner, True, 'test')
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        """mmengine's Hook calls this from before_{train,val,test}_epoch."""
+        if mode == 'val':
+            self._validations += 1
+            self._start(runner, (self._validations - 1) % self.interval == 0, 'val')
+        elif mode == 'test':
+            self._start(runner, True, 'test')
 
     def _start(self, runner, due: bool, phase: str) -> None:
         self._drawn = 0
@@ -117,11 +118,11 @@ class ClusterMapHook(Hook):
         root = self.out_dir or osp.join(runner.work_dir, 'cluster_maps')
         self._folder = osp.join(root, self._run_name(runner, phase))
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.after_val_iter(runner, batch_idx, data_batch, outputs)
-
-    def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not self._active or self._drawn >= self.num_images or data_batch is None:
+    def _after_iter(self, runner, batch_idx: int, data_batch=None, outputs=None,
+                    mode: str = 'train') -> None:
+        """mmengine's Hook calls this from after_{train,val,test}_iter."""
+        if (mode == 'train' or not self._active or self._drawn >= self.num_images
+                or data_batch is None):
             return
         try:
             self._draw(runner, data_batch)

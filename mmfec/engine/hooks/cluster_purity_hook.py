@@ -72,19 +72,19 @@ class ClusterPurityHook(Hook):
         dataset = getattr(loader, 'dataset', None)
         return int(getattr(dataset, 'ignore_index', DEFAULT_IGNORE_INDEX))
 
-    def before_val_epoch(self, runner) -> None:
-        self._start(runner, 'val_dataloader')
-
-    def before_test_epoch(self, runner) -> None:
-        self._start(runner, 'test_dataloader')
-
-    def _start(self, runner, loader_name: str) -> None:
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        """mmengine's Hook calls this from before_{train,val,test}_epoch."""
+        if mode == 'train':
+            return
         self._meter.reset()
         self._active = is_main_process()
-        self._ignore = self._ignore_index(getattr(runner, loader_name, None))
+        self._ignore = self._ignore_index(getattr(runner, f'{mode}_dataloader', None))
 
-    def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not self._active or self._meter.images >= self.num_images or data_batch is None:
+    def _after_iter(self, runner, batch_idx: int, data_batch=None, outputs=None,
+                    mode: str = 'train') -> None:
+        """mmengine's Hook calls this from after_{train,val,test}_iter."""
+        if (mode == 'train' or not self._active or self._meter.images >= self.num_images
+                or data_batch is None):
             return
         try:
             for rows in batch_purities(self._model(runner), data_batch, self.layers,
@@ -97,9 +97,7 @@ class ClusterPurityHook(Hook):
             runner.logger.warning(f'ClusterPurityHook: no cluster purity this time, '
                                   f'measuring failed with {type(error).__name__}: {error}')
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.after_val_iter(runner, batch_idx, data_batch, outputs)
-
+    # the metrics argument is not passed on to Hook._after_epoch, so both stay
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         self._publish(runner, 'val', metrics)
 

@@ -9,6 +9,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.utils import to_2tuple
 
 from ...utils.errors import InputError
 from ..layers import ClusterBlock, ClusterPooling, PositionalStem
@@ -30,8 +31,7 @@ class FECInputError(InputError):
 
 
 def _pair(value, name: str, stage: int):
-    if isinstance(value, int):
-        value = (value, value)
+    value = to_2tuple(value)
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, int) and v >= 1 for v in value)):
         raise ValueError(f'{name}[{stage}] must be a positive int or an (h, w) pair of positive '

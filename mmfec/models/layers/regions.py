@@ -5,6 +5,7 @@ fold divides the size. Here the split also works when it does not: region ``i`` 
 covers ``[i * L // f, (i + 1) * L // f)``, which is exactly the paper's split when ``f``
 divides ``L`` and differs by at most one row/column otherwise.
 """
+from functools import lru_cache
 from typing import List, Tuple
 
 import torch
@@ -92,45 +93,39 @@ class ClusterLayout:
         return self._matrices[key]
 
 
-_LAYOUTS = {}
-
-
-def _cached(key, build):
-    layout = _LAYOUTS.get(key)
-    if layout is None:
-        if len(_LAYOUTS) > 256:
-            _LAYOUTS.clear()
-        layout = _LAYOUTS[key] = build()
-    return layout
-
-
 def encoding_layout(height: int, width: int, proposal: Tuple[int, int],
                     fold: Tuple[int, int]) -> ClusterLayout:
     """Layout of a clustering encoding: each fold region holds a ``proposal`` grid of
     centers, adaptive-pooled from the region (the paper's ``(b f1 f2)`` split)."""
-    def build():
-        ph, pw = proposal
-        row_spans, col_spans = split_span(height, fold[0]), split_span(width, fold[1])
-        regions = [(rows, cols, (i * ph, (i + 1) * ph), (j * pw, (j + 1) * pw))
-                   for i, rows in enumerate(row_spans) for j, cols in enumerate(col_spans)]
-        bins_h = [b for r in row_spans for b in _adaptive_bins(*r, ph)]
-        bins_w = [b for c in col_spans for b in _adaptive_bins(*c, pw)]
-        return ClusterLayout((height, width), regions,
-                             (len(row_spans) * ph, len(col_spans) * pw), bins_h, bins_w)
-    return _cached(('encoding', height, width, tuple(proposal), tuple(fold)), build)
+    return _encoding_layout(height, width, tuple(proposal), tuple(fold))
 
 
 def pooling_layout(height: int, width: int, fold: Tuple[int, int]) -> ClusterLayout:
     """Layout of a clustering pooling: centers on the ``ceil(H/2) x ceil(W/2)`` grid, each
     region's centers adaptive-pooled from the input rows/cols it covers."""
-    def build():
-        regions = list(pooling_regions(height, width, fold))
-        out_h, out_w = (height + 1) // 2, (width + 1) // 2
-        bins_h, bins_w = [None] * out_h, [None] * out_w
-        for in_rows, in_cols, out_rows, out_cols in regions:
-            for o, b in zip(range(*out_rows), _adaptive_bins(*in_rows, out_rows[1] - out_rows[0])):
-                bins_h[o] = b
-            for o, b in zip(range(*out_cols), _adaptive_bins(*in_cols, out_cols[1] - out_cols[0])):
-                bins_w[o] = b
-        return ClusterLayout((height, width), regions, (out_h, out_w), bins_h, bins_w)
-    return _cached(('pooling', height, width, tuple(fold)), build)
+    return _pooling_layout(height, width, tuple(fold))
+
+
+@lru_cache(maxsize=256)
+def _encoding_layout(height, width, proposal, fold) -> ClusterLayout:
+    ph, pw = proposal
+    row_spans, col_spans = split_span(height, fold[0]), split_span(width, fold[1])
+    regions = [(rows, cols, (i * ph, (i + 1) * ph), (j * pw, (j + 1) * pw))
+               for i, rows in enumerate(row_spans) for j, cols in enumerate(col_spans)]
+    bins_h = [b for r in row_spans for b in _adaptive_bins(*r, ph)]
+    bins_w = [b for c in col_spans for b in _adaptive_bins(*c, pw)]
+    return ClusterLayout((height, width), regions,
+                         (len(row_spans) * ph, len(col_spans) * pw), bins_h, bins_w)
+
+
+@lru_cache(maxsize=256)
+def _pooling_layout(height, width, fold) -> ClusterLayout:
+    regions = list(pooling_regions(height, width, fold))
+    out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    bins_h, bins_w = [None] * out_h, [None] * out_w
+    for in_rows, in_cols, out_rows, out_cols in regions:
+        for o, b in zip(range(*out_rows), _adaptive_bins(*in_rows, out_rows[1] - out_rows[0])):
+            bins_h[o] = b
+        for o, b in zip(range(*out_cols), _adaptive_bins(*in_cols, out_cols[1] - out_cols[0])):
+            bins_w[o] = b
+    return ClusterLayout((height, width), regions, (out_h, out_w), bins_h, bins_w)
