@@ -145,7 +145,7 @@ def test_fused_layers_equal_the_plain_path_on_uneven_folds(kwargs, size):
     """The dense oracle needs folds that divide the map; on other sizes the fused path
     (averaging-matrix pooling, global center ids) is checked against the plain path."""
     from mmfec.models import FEC
-    from mmfec.models.layers.pointwise import plain_ops
+    from mmfec.models.layers import plain_ops
     torch.manual_seed(0)
     arch = dict(layers=(2, 1, 2, 1), embed_dims=(16, 24, 32, 40), mlp_ratios=(2, 2, 2, 2),
                 heads=(2, 2, 2, 2), head_dims=8)
@@ -159,7 +159,7 @@ def test_fused_layers_equal_the_plain_path_on_uneven_folds(kwargs, size):
     results = []
     for plain in (False, True):
         model.zero_grad()
-        with plain_ops(plain):
+        with plain_ops(model, plain):
             outs = model(img)
         sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum()
             for o in outs).backward()

@@ -130,3 +130,13 @@ def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_search
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert no_grad == []
     assert not model.network[1].conv_f.weight.requires_grad  # feeds only the arg-max
+
+
+def test_the_plain_path_is_a_setting_of_one_model_not_of_the_process():
+    from mmfec.models.layers import ClusterPooling, plain_ops
+    fused, plain = FEC('small'), FEC('small', plain=True)
+    assert not fused.pooling(1).runs_plain() and plain.pooling(1).runs_plain()
+    with plain_ops(fused):
+        assert all(m.runs_plain() for m in fused.modules() if isinstance(m, ClusterPooling))
+        assert not FEC('small').pooling(1).runs_plain()  # another model: untouched
+    assert not fused.pooling(1).runs_plain()

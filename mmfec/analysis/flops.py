@@ -6,7 +6,7 @@ adaptive average pooling, upsampling). FEC's clustering adds work it does not se
 
 * the point-to-center similarity matmuls are counted (``bmm``) only if the traced code
   shows them; FEC layers therefore run their plain path while tracing
-  (:func:`mmfec.models.layers.pointwise.plain_ops`): region by region, chunked ``bmm``
+  (:func:`mmfec.models.layers.plain_ops`): region by region, chunked ``bmm``
   similarities, ``gather``/``scatter_add`` aggregation;
 * ``scatter_add`` (the member sums), ``avg_pool2d`` and ``baddbmm`` have no default
   handler; :func:`fec_flop_handles` adds them.
@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List
 import torch
 import torch.nn as nn
 
-from ..models.layers.pointwise import plain_ops
+from ..models.layers import plain_ops
 
 try:
     from mmengine.analysis.jit_handles import get_shape
@@ -99,7 +99,7 @@ def count_flops(model: nn.Module, inputs, forward: Callable = None) -> Dict[str,
     was_training = model.training
     model.eval()
     try:
-        with plain_ops(), torch.no_grad():
+        with plain_ops(model), torch.no_grad():
             total = analyzer.total()
             by_module = Counter({name[len('model.'):]: count
                                  for name, count in analyzer.by_module().items()

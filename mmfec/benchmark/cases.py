@@ -289,17 +289,16 @@ def build_case(spec):
                             for k, v in losses.items() if 'loss' in k)
             total.backward()
 
-    from mmfec.models.layers.pointwise import plain_ops
-    plain = model_info['variant'] == 'plain'
+    from mmfec.models.layers import set_plain
+    set_plain(model, model_info['variant'] == 'plain')
 
     def step():
-        with plain_ops(plain):
-            if train:
-                model.zero_grad(set_to_none=True)
+        if train:
+            model.zero_grad(set_to_none=True)
+            run()
+        else:
+            with torch.no_grad():
                 run()
-            else:
-                with torch.no_grad():
-                    run()
     return model, inputs, step, info
 
 

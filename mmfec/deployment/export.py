@@ -20,7 +20,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-from ..models.layers.pointwise import plain_ops
+from ..models.layers import plain_ops
 from ..utils.atomic_write import atomic_path
 from .onnx_ops import custom_translation_table
 from .wrappers import ExportModule
@@ -103,11 +103,11 @@ def export_onnx(module: ExportModule, shape: Sequence[int], path: str,
     image = torch.randn((1, 3, height, width),
                         generator=torch.Generator().manual_seed(seed))
     module.eval()
-    with torch.no_grad(), plain_ops():
+    with torch.no_grad(), plain_ops(module):
         outputs = module(image)
     names = module.output_names(outputs)
     with atomic_path(path) as tmp_path:
-        with torch.no_grad(), plain_ops(), _quiet_exporter():
+        with torch.no_grad(), plain_ops(module), _quiet_exporter():
             program = torch.onnx.export(
                 module, (image,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
                 output_names=names, verbose=False, optimize=False,

@@ -11,15 +11,14 @@ matrices as constants (two ``MatMul``), the same bins as PyTorch's.
 import numpy as np
 import torch
 
+from ..models.layers.regions import adaptive_bins
+from ..models.layers.regions import averaging_matrix as _bins_matrix
+
 
 def averaging_matrix(length: int, size: int) -> np.ndarray:
     """``[size, length]`` float32: row ``i`` averages the bin ``F.adaptive_avg_pool*d`` uses
-    for output ``i``, ``[floor(i * L / size), ceil((i + 1) * L / size))``."""
-    matrix = np.zeros((size, length), np.float32)
-    for i in range(size):
-        start, stop = (i * length) // size, -(-((i + 1) * length) // size)
-        matrix[i, start:stop] = 1.0 / (stop - start)
-    return matrix
+    for output ``i`` (:func:`mmfec.models.layers.regions.adaptive_bins`)."""
+    return _bins_matrix(adaptive_bins(0, length, size), length, torch.float32).numpy()
 
 
 def adaptive_avg_pool2d_as_matmul(self, output_size):

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from mmfec.models.layers.pointwise import plain_ops
+from mmfec.models.layers import plain_ops
 
 RTOL = 1e-3
 
@@ -174,7 +174,7 @@ def verify(module: torch.nn.Module, path: str, output_names: Sequence[str],
         for label, image in inputs.items():
             with torch.no_grad():
                 ref = [t.numpy() for t in module(image)]
-                with plain_ops():
+                with plain_ops(module):
                     plain = [t.numpy() for t in module(image)]
             got = session.run(list(output_names), {input_name: image.numpy()})
             for against, other in ((ONNXRUNTIME, got), (PLAIN_PATH, plain)):

@@ -12,7 +12,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import to_2tuple
 
 from ...utils.errors import InputError
-from ..layers import ClusterBlock, ClusterPooling, PositionalStem
+from ..layers import ClusterBlock, ClusterPooling, PositionalStem, set_plain
 from .fec_checkpoint_check import (
     CheckpointMismatchError,
     check_fec_state_dict,
@@ -76,6 +76,9 @@ class FEC(BaseModule):
         drop_path_rate (float): stochastic depth, linearly increasing over blocks.
         layer_scale_init_value (float): initial per-channel layer scale. Defaults to 1e-5.
         with_cp (bool): activation checkpointing per block (less memory, more compute).
+        plain (bool): run the clustering layers' plain path (module by module, the one
+            tracing and the ONNX export use) instead of the fused one; the same math. Per
+            model: :func:`mmfec.models.layers.plain_ops` switches it for a block of code.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH,
             prefix='backbone.')``; plain state dicts, ``{'state_dict': ...}`` and
             ``{'model': ...}`` files all load. A checkpoint of another arch, another
@@ -104,6 +107,7 @@ class FEC(BaseModule):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-5,
                  with_cp: bool = False,
+                 plain: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.arch = self._parse_arch(arch)
@@ -145,6 +149,7 @@ class FEC(BaseModule):
             self.pooling(i).conv_f.requires_grad_(False)
         for i in self.out_indices:
             self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+        set_plain(self, plain)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ arguments

@@ -7,10 +7,11 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor
 
 from .cluster_encoding import ClusterEncoding
-from .pointwise import conv1x1, is_observed, residual_conv1x1, residual_gelu_conv1x1, use_plain_ops
+from .paths import PlainPath
+from .pointwise import conv1x1, is_observed, residual_conv1x1, residual_gelu_conv1x1
 
 
-class ChannelMlp(nn.Module):
+class ChannelMlp(PlainPath, nn.Module):
     """Linear-GELU-Linear over the channels of a ``[B, C, H, W]`` map.
 
     The ``Linear`` layers (the official parameter names and shapes) run as GEMMs on the
@@ -24,7 +25,7 @@ class ChannelMlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dims, dims)
 
     def forward(self, x: Tensor) -> Tensor:
-        if use_plain_ops():  # FLOP counting: the plain Linear layers
+        if self.runs_plain():  # FLOP counting: the plain Linear layers
             x = self.fc2(self.act(self.fc1(x.permute(0, 2, 3, 1))))
             return x.permute(0, 3, 1, 2)
         return conv1x1(self.act(conv1x1(x, self.fc1.weight, self.fc1.bias)), self.fc2.weight,
@@ -40,7 +41,7 @@ class ChannelMlp(nn.Module):
         return residual_conv1x1(x, self.act(hidden), self.fc2.weight, self.fc2.bias, scale)
 
 
-class ClusterBlock(nn.Module):
+class ClusterBlock(PlainPath, nn.Module):
     """``x += ls1 * cluster(GN(x)); x += ls2 * mlp(GN(x))`` (with stochastic depth).
 
     Without active stochastic depth, each branch's last linear map, its layer scale and the
@@ -64,7 +65,7 @@ class ClusterBlock(nn.Module):
     def _fusable(self) -> bool:
         dropping = (self.training and isinstance(self.drop_path, DropPath)
                     and self.drop_path.drop_prob > 0)
-        return not (dropping or use_plain_ops() or is_observed(self.token_mixer)
+        return not (dropping or self.runs_plain() or is_observed(self.token_mixer)
                     or is_observed(self.mlp))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -15,12 +15,13 @@ from .assignment import (
     nearest_centers,
     normalize,
 )
-from .pointwise import conv1x1, use_plain_ops
+from .paths import PlainPath
+from .pointwise import conv1x1
 from .recording import emit, is_recording
 from .regions import encoding_layout, grid_regions, split_span
 
 
-class ClusterEncoding(nn.Module):
+class ClusterEncoding(PlainPath, nn.Module):
     """Cluster the points of each head, then give every point its center's new value.
 
     Per head and fold region: centers are the adaptive average pool of the similarity
@@ -53,14 +54,14 @@ class ClusterEncoding(nn.Module):
         return torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
 
     def forward(self, x: Tensor) -> Tensor:
-        if use_plain_ops():  # FLOP counting: plain, traceable ops
+        if self.runs_plain():  # FLOP counting: plain, traceable ops
             return self.proj(self._forward_plain(x))
         return conv1x1(self.cluster(x), self.proj.weight, self.proj.bias)
 
     def cluster(self, x: Tensor) -> Tensor:
         """Everything but the output projection: ``[B, dims, H, W]`` -> ``[B, heads*c, H, W]``
         (the block fuses ``proj`` with its residual)."""
-        if use_plain_ops():
+        if self.runs_plain():
             return self._forward_plain(x)
         batch, _, height, width = x.shape
         # [B, heads*c, H, W] -> [B*heads, c, H, W]; heads are the outer channel groups.

@@ -16,13 +16,14 @@ from .assignment import (
     pooling_assignment,
 )
 from .certified_argmax import check_screen_setting, resolve_screen
-from .pointwise import conv1x1, use_plain_ops
+from .paths import PlainPath
+from .pointwise import conv1x1
 from .precision import autocast_conv2d
 from .recording import emit, is_recording
 from .regions import pooling_layout, pooling_regions
 
 
-class ClusterPooling(nn.Module):
+class ClusterPooling(PlainPath, nn.Module):
     """Halve the resolution by clustering points onto a half-size grid of centers.
 
     Output = ``conv_skip(x) + GN(center values on the half-size grid)``. Centers are the
@@ -60,7 +61,7 @@ class ClusterPooling(nn.Module):
         self.norm2 = nn.GroupNorm(1, out_dims)
 
     def forward(self, x: Tensor) -> Tensor:
-        if use_plain_ops():  # FLOP counting: plain, traceable ops
+        if self.runs_plain():  # FLOP counting: plain, traceable ops
             return self._forward_plain(x)
         skip = autocast_conv2d(self.conv_skip, x)  # [B, C', ceil(H/2), ceil(W/2)]
         batch, _, height, width = x.shape

@@ -12,7 +12,6 @@ while the residual keeps the dtype the unfused ``x + scale * branch`` would give
 (``scale`` is an fp32 parameter, so fp32): a bf16 residual would swallow updates of
 ``1e-5`` layer scale whole.
 """
-import contextlib
 from typing import Optional
 
 import torch
@@ -175,23 +174,3 @@ def is_observed(module: nn.Module) -> bool:
     from torch.nn.modules import module as module_mod
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks)
-
-
-_PLAIN = [False]
-
-
-@contextlib.contextmanager
-def plain_ops(enabled: bool = True):
-    """Within the block, FEC layers run their plain module-by-module path (region loops,
-    ``nn.Linear``/``nn.Conv2d`` calls, autograd through ``gather``/``scatter_add``) instead
-    of the fused one; the same path tracing uses. For comparisons and tests."""
-    previous, _PLAIN[0] = _PLAIN[0], enabled
-    try:
-        yield
-    finally:
-        _PLAIN[0] = previous
-
-
-def use_plain_ops() -> bool:
-    """True while tracing (FLOP counting) or inside :func:`plain_ops`."""
-    return _PLAIN[0] or torch.jit.is_tracing()

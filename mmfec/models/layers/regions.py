@@ -41,12 +41,22 @@ def pooling_regions(height: int, width: int, fold: Tuple[int, int]):
             yield in_rows, in_cols, out_rows, out_cols
 
 
-def _adaptive_bins(start: int, stop: int, count: int) -> List[Span]:
+def adaptive_bins(start: int, stop: int, count: int) -> List[Span]:
     """The input spans ``F.adaptive_avg_pool*d`` averages to shrink ``[start, stop)`` to
-    ``count`` cells (bins may overlap when the length is not a multiple of ``count``)."""
+    ``count`` cells, ``[floor(i * L / count), ceil((i + 1) * L / count))`` from ``start``
+    (bins may overlap when the length is not a multiple of ``count``)."""
     length = stop - start
     return [(start + (i * length) // count, start - (-((i + 1) * length) // count))
             for i in range(count)]
+
+
+def averaging_matrix(bins: List[Span], length: int, dtype=torch.float64) -> torch.Tensor:
+    """``[len(bins), length]``: row ``i`` averages the inputs in ``bins[i]``, so that
+    ``averaging_matrix(adaptive_bins(0, L, n), L) @ x`` is adaptive average pooling."""
+    matrix = torch.zeros(len(bins), length, dtype=dtype)
+    for i, (start, stop) in enumerate(bins):
+        matrix[i, start:stop] = 1.0 / (stop - start)
+    return matrix
 
 
 class ClusterLayout:
@@ -71,8 +81,8 @@ class ClusterLayout:
                            and self.bins_h == [(2 * i, 2 * i + 2) for i in range(rows)]
                            and self.bins_w == [(2 * j, 2 * j + 2) for j in range(cols)])
         # The bins are those of one adaptive pooling of the whole map.
-        self.is_adaptive = (self.bins_h == _adaptive_bins(0, height, rows)
-                            and self.bins_w == _adaptive_bins(0, width, cols))
+        self.is_adaptive = (self.bins_h == adaptive_bins(0, height, rows)
+                            and self.bins_w == adaptive_bins(0, width, cols))
         self._matrices = {}
 
     @property
@@ -83,13 +93,9 @@ class ClusterLayout:
         """``A_h`` ``[rows, H]`` and ``A_w`` ``[cols, W]``: centers = ``A_h @ x @ A_w^T``."""
         key = (device, dtype)
         if key not in self._matrices:
-            mats = []
-            for bins, length in ((self.bins_h, self.size[0]), (self.bins_w, self.size[1])):
-                mat = torch.zeros(len(bins), length, dtype=torch.float64)
-                for i, (a, b) in enumerate(bins):
-                    mat[i, a:b] = 1.0 / (b - a)
-                mats.append(mat.to(device=device, dtype=dtype))
-            self._matrices[key] = tuple(mats)
+            self._matrices[key] = tuple(
+                averaging_matrix(bins, length).to(device=device, dtype=dtype)
+                for bins, length in ((self.bins_h, self.size[0]), (self.bins_w, self.size[1])))
         return self._matrices[key]
 
 
@@ -112,8 +118,8 @@ def _encoding_layout(height, width, proposal, fold) -> ClusterLayout:
     row_spans, col_spans = split_span(height, fold[0]), split_span(width, fold[1])
     regions = [(rows, cols, (i * ph, (i + 1) * ph), (j * pw, (j + 1) * pw))
                for i, rows in enumerate(row_spans) for j, cols in enumerate(col_spans)]
-    bins_h = [b for r in row_spans for b in _adaptive_bins(*r, ph)]
-    bins_w = [b for c in col_spans for b in _adaptive_bins(*c, pw)]
+    bins_h = [b for r in row_spans for b in adaptive_bins(*r, ph)]
+    bins_w = [b for c in col_spans for b in adaptive_bins(*c, pw)]
     return ClusterLayout((height, width), regions,
                          (len(row_spans) * ph, len(col_spans) * pw), bins_h, bins_w)
 
@@ -124,8 +130,8 @@ def _pooling_layout(height, width, fold) -> ClusterLayout:
     out_h, out_w = (height + 1) // 2, (width + 1) // 2
     bins_h, bins_w = [None] * out_h, [None] * out_w
     for in_rows, in_cols, out_rows, out_cols in regions:
-        for o, b in zip(range(*out_rows), _adaptive_bins(*in_rows, out_rows[1] - out_rows[0])):
+        for o, b in zip(range(*out_rows), adaptive_bins(*in_rows, out_rows[1] - out_rows[0])):
             bins_h[o] = b
-        for o, b in zip(range(*out_cols), _adaptive_bins(*in_cols, out_cols[1] - out_cols[0])):
+        for o, b in zip(range(*out_cols), adaptive_bins(*in_cols, out_cols[1] - out_cols[0])):
             bins_w[o] = b
     return ClusterLayout((height, width), regions, (out_h, out_w), bins_h, bins_w)
