@@ -11,6 +11,8 @@ from typing import Optional
 
 from mmengine.hooks import Hook
 
+from mmfec.utils.cli import build_runner
+
 
 class ResumeTimerHook(Hook):
     """Records the loop's start and the first iteration's start, then stops training
@@ -44,7 +46,6 @@ class ResumeTimerHook(Hook):
 def time_resume(cfg, scope, checkpoint: str) -> ResumeTimerHook:
     """Resume ``cfg`` (scope-initialised) from ``checkpoint`` for one iteration, no
     validation, no checkpoint written; returns the timer."""
-    from mmfec.utils.cli import build_runner
     cfg.resume = True
     cfg.load_from = checkpoint
     cfg.train_cfg.val_begin = 10 ** 9

@@ -18,6 +18,7 @@ from mmengine.config import DictAction
 from ..datasets.checks import check_data_exists
 from .errors import InputError
 from .safe_checkpoint import CheckpointError
+from .slurm import export_slurm_env
 
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation', 'mmpretrain': 'classification'}
@@ -296,7 +297,6 @@ def setup_cpu_distributed(cfg):
     if cfg.get('launcher') not in ('pytorch', 'slurm') or get_device() != 'cpu':
         return
     if cfg.launcher == 'slurm':  # mmengine's slurm set-up needs a GPU too
-        from .slurm import export_slurm_env
         try:
             export_slurm_env()
         except RuntimeError as error:

@@ -30,6 +30,9 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 
 from mmfec.registry import register_everywhere
+from mmfec.utils.atomic_write import write_atomic
+
+from .rng_state_hook import RNGStateHook, capture_rng_state
 
 DEFAULT_SIGNALS = ('SIGTERM', 'SIGUSR1')
 
@@ -127,7 +130,6 @@ class PreemptionHook(Hook):
         out_dir = runner.work_dir if checkpoint_hook is None else checkpoint_hook.out_dir
         runner.save_checkpoint(out_dir, filename, meta=meta, by_epoch=False)
         if is_main_process():
-            from mmfec.utils.atomic_write import write_atomic
             write_atomic(osp.join(runner.work_dir, 'last_checkpoint'),
                          osp.join(out_dir, filename))
         return osp.join(out_dir, filename)
@@ -135,7 +137,6 @@ class PreemptionHook(Hook):
     @staticmethod
     def _gather_rng_states(runner) -> None:
         """Let RNGStateHook store every rank's RNG states in this mid-epoch checkpoint."""
-        from .rng_state_hook import RNGStateHook, capture_rng_state
         _, world_size = get_dist_info()
         for hook in runner.hooks:
             if isinstance(hook, RNGStateHook) and world_size > 1:

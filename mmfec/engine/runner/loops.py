@@ -35,6 +35,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 
 from mmfec.datasets.resumable import SKIP, STOP, make_resumable
+from mmfec.engine.hooks.rng_state_hook import RNGStateHook
 from mmfec.registry import register_everywhere
 from mmfec.utils.cli import UsageError
 
@@ -100,7 +101,6 @@ class _BadSampleBook:
 
 def _sync_seed(runner, loader) -> None:
     """After a resume the Runner's seed is the checkpoint's; the sampler was built before."""
-    from mmfec.engine.hooks.rng_state_hook import RNGStateHook
     seed = runner.seed
     loader.batch_sampler.seed = seed
     RNGStateHook._set_sampler_seed(runner, seed)
