@@ -102,6 +102,17 @@ def test_out_file_for_one_image(tmp_path, capsys):
     assert_one_line_error(code, err, '--out FILE.png takes exactly one IMAGE')
 
 
+def test_a_large_input_reports_each_stage(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tool, 'LARGE_INPUT_PIXELS', 0)  # every input counts as large
+    image = write_image(tmp_path / 'a.png', 36, 40)
+    code, _, err = run_tool(capsys, BACKBONE_CFG, image, '--out', tmp_path / 'fig.png',
+                            '--native-size', '--layers', 'pool2')
+    assert code == 0, err
+    assert 'this can take minutes' in err
+    assert [line.split(' done')[0].strip() for line in err.splitlines() if ' done after ' in line
+            ] == ['stage 1/4', 'stage 2/4', 'stage 3/4', 'stage 4/4']
+
+
 def test_list_layers(capsys):
     code, out, _ = run_tool(capsys, BACKBONE_CFG, '--list-layers')
     assert code == 0

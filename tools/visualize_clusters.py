@@ -24,6 +24,8 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.bin', '.tar')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif')
+# Above this many network-input pixels (e.g. 1280x800), print a line per backbone stage.
+LARGE_INPUT_PIXELS = 1_000_000
 RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the model has random weights and '
                           'its cluster maps mean little; pass a trained checkpoint')
 
@@ -195,8 +197,14 @@ def run(args, cfg, checkpoint, image_paths, images, device):
     for path, out_path, image in zip(image_paths, out_paths, images):
         prepared = prepare_input(model, image, native_size=args.native_size)
         size = prepared.size
+        large = size[0] * size[1] > LARGE_INPUT_PIXELS
+        if large:
+            print(f'{path}: a {size[1]}x{size[0]} network input; this can take minutes on a '
+                  'CPU', file=sys.stderr)
         with torch.no_grad():
-            records = record_clusters(backbone, prepared.inputs)
+            records = record_clusters(
+                backbone, prepared.inputs,
+                progress=(lambda line: print(f'  {line}', file=sys.stderr)) if large else None)
         if out_path is not None:
             maps = cluster_maps(records, size, input_size=size, head=args.head,
                                 layers=[info.name for info in select_layers(layers, png_layers)])

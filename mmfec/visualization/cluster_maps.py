@@ -12,8 +12,9 @@ pooling assignments (stage-1 point -> the stage-2 point that pooled it -> ...), 
 Layers get friendly names: ``stage{s}.block{b}`` (stages from 1, blocks from 0) for the
 encodings and ``pool{s}`` for the pooling that feeds stage ``s``.
 """
+import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -132,10 +133,25 @@ def select_layers(layers: Sequence[LayerInfo], requested=None) -> List[LayerInfo
 
 
 @torch.no_grad()
-def record_clusters(backbone: nn.Module, inputs: torch.Tensor) -> List[dict]:
-    """Run ``backbone`` on normalised ``inputs`` ``[B, 3, H, W]`` and return its records."""
-    with ClusterRecorder(backbone) as records:
-        backbone(inputs)
+def record_clusters(backbone: nn.Module, inputs: torch.Tensor,
+                    progress: Optional[Callable[[str], None]] = None) -> List[dict]:
+    """Run ``backbone`` on normalised ``inputs`` ``[B, 3, H, W]`` and return its records.
+    ``progress`` (e.g. ``print``), if given, gets one line as each stage finishes: a
+    large image can take minutes on a CPU."""
+    handles, start = [], time.perf_counter()
+    if progress is not None and hasattr(backbone, 'stage'):
+        stages = len(backbone.embed_dims)
+        for i in range(stages):
+            def report(*_, i=i):
+                progress(f'stage {i + 1}/{stages} done after '
+                         f'{time.perf_counter() - start:.1f} s')
+            handles.append(backbone.stage(i)[-1].register_forward_hook(report))  # last block
+    try:
+        with ClusterRecorder(backbone) as records:
+            backbone(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
     return list(records)
 
 
