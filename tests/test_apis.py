@@ -101,37 +101,35 @@ def test_a_detectors_checkpoint_loads_into_a_bare_backbone(tmp_path):
                                detector.backbone.network[2][0].mlp.fc1.weight)
 
 
-def _count_reads(monkeypatch):
+@pytest.fixture
+def checked(tmp_path, monkeypatch):
+    """A backbone checkpoint checked with ``keep_for_runner``; the list of file reads."""
     from mmfec.utils import safe_checkpoint
+    model = init_model(_config('fec_small_backbone.py'), seed=0)
+    path = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 3}}, path)
     reads, read = [], safe_checkpoint.safe_torch_load
 
     def counted(file, *args, **kwargs):
         reads.append(file)
         return read(file, *args, **kwargs)
     monkeypatch.setattr(safe_checkpoint, 'safe_torch_load', counted)
-    return reads
-
-
-def test_a_checkpoint_checked_for_the_runner_is_read_once(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import _load_checkpoint
-    model = init_model(_config('fec_small_backbone.py'), seed=0)
-    path = tmp_path / 'backbone.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 3}}, path)
-    reads = _count_reads(monkeypatch)
     load_weights(model, str(path), keep_for_runner=True)
-    assert _load_checkpoint(str(path), map_location='cpu')['meta'] == {'epoch': 3}
+    return model, str(path), reads
+
+
+def test_a_checkpoint_checked_for_the_runner_is_read_once(checked):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    _, path, reads = checked
+    assert _load_checkpoint(path, map_location='cpu')['meta'] == {'epoch': 3}
     assert len(reads) == 1
-    _load_checkpoint(str(path), map_location='cpu')  # handed over once only
+    _load_checkpoint(path, map_location='cpu')  # handed over once only
     assert len(reads) == 2
 
 
-def test_a_checkpoint_rewritten_after_the_check_is_read_again(tmp_path, monkeypatch):
+def test_a_checkpoint_rewritten_after_the_check_is_read_again(checked):
     from mmengine.runner.checkpoint import _load_checkpoint
-    model = init_model(_config('fec_small_backbone.py'), seed=0)
-    path = tmp_path / 'backbone.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 3}}, path)
-    reads = _count_reads(monkeypatch)
-    load_weights(model, str(path), keep_for_runner=True)
+    model, path, reads = checked
     torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 4, 'note': 'new'}}, path)
-    assert _load_checkpoint(str(path), map_location='cpu')['meta']['epoch'] == 4
+    assert _load_checkpoint(path, map_location='cpu')['meta']['epoch'] == 4
     assert len(reads) == 2
