@@ -5,11 +5,12 @@ Everything is linear in ``N``: the only ``M x N`` object is a similarity chunk c
 without autograd to take the arg-max, so a 1344x800 image never holds a full
 ``N x N/4`` matrix and no ``M x N x C`` tensor is ever built.
 
-Two layers of API:
+Each clustering is written here twice, side by side:
 
-* plain differentiable pieces (:func:`nearest_centers`, :func:`average_members`,
-  :func:`gather_centers`, :func:`cosine_to_assigned`), used when a model is traced (FLOP
-  counting) and by tests;
+* plain: :func:`cluster_encode_plain` and :func:`cluster_pool_plain` (at the end), made
+  of differentiable pieces (:func:`nearest_centers`, :func:`average_members`,
+  :func:`gather_centers`, :func:`cosine_to_assigned`), run region by region when a model
+  is traced (FLOP counting, the ONNX export) or asked to (:mod:`.paths`);
 * fused autograd functions (:class:`ClusterEncodeFunction`, :class:`ClusterAverageFunction`)
   that the layers use otherwise. They compute the same values with hand-written backward
   passes, work on the whole map at once (fold regions are index ranges of a
@@ -451,3 +452,57 @@ def pooling_assignment(feats: Tensor, layout: ClusterLayout, chunk_elements: int
 def cluster_average(values: Tensor, index: Tensor, layout: ClusterLayout) -> Tensor:
     """:class:`ClusterAverageFunction`."""
     return ClusterAverageFunction.apply(values, index, layout)
+
+
+# ----------------------------------------------------- the plain paths they must equal
+# Plain differentiable ops, region by region (autograd through gather / scatter_add): what
+# tracing, FLOP counting and the ONNX export run (see :mod:`.paths`), and what the fused
+# functions above are tested against on any fold and map size.
+def _by_regions(regions, one_region, feats: Tensor, values: Tensor) -> Tensor:
+    """Run ``one_region(feats, values, region)`` per region; glue the outputs back along
+    W within a row of regions, then along H (regions are row-major)."""
+    if len(regions) == 1:
+        return one_region(feats, values, regions[0])
+    rows = {}
+    for region in regions:
+        (r0, r1), (c0, c1) = region[:2]
+        rows.setdefault(r0, []).append(one_region(
+            feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], region))
+    return torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=2)
+
+
+def cluster_encode_plain(feats: Tensor, values: Tensor, score: Callable[[Tensor], Tensor],
+                         proposal_size, regions) -> Tensor:
+    """:func:`cluster_encode`'s output ``[B, C, H, W]``, plain: in every region of
+    ``regions`` (``(rows, cols)`` spans), ``proposal_size`` centers adaptive-pooled from
+    it, each point's nearest center by ``score`` of the cosine, the members' mean value,
+    times the point's score."""
+    def one_region(feats, values, region):
+        batch, channels, height, width = values.shape
+        points = normalize(feats.flatten(2))  # [B, C, N]
+        centers = normalize(F.adaptive_avg_pool2d(feats, proposal_size).flatten(2))  # [B, C, M]
+        center_values = F.adaptive_avg_pool2d(values, proposal_size).flatten(2)  # [B, C, M]
+        index = nearest_centers(points, centers, score=score)  # [B, N]
+        sim = score(cosine_to_assigned(points, centers, index))  # [B, N]
+        new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
+        out = gather_centers(new_values, index) * sim.unsqueeze(1)  # [B, C, N]
+        return out.reshape(batch, channels, height, width)
+    return _by_regions(list(regions), one_region, feats, values)
+
+
+def cluster_pool_plain(feats: Tensor, values: Tensor, regions) -> Tensor:
+    """:func:`pooling_assignment` + :func:`cluster_average`, plain: in every region of
+    ``regions`` (``(in_rows, in_cols, out_rows, out_cols)`` spans), centers adaptive-pooled
+    to the output size, each point's nearest center, the members' mean value. Returns the
+    pooled values ``[B, C, ceil(H/2), ceil(W/2)]``."""
+    def one_region(feats, values, region):
+        (o0, o1), (p0, p1) = region[2:]
+        batch, channels = values.shape[:2]
+        out_size = (o1 - o0, p1 - p0)
+        points = normalize(feats.flatten(2))  # [B, C, N]
+        centers = normalize(F.adaptive_avg_pool2d(feats, out_size).flatten(2))  # [B, C, M]
+        center_values = F.adaptive_avg_pool2d(values, out_size).flatten(2)  # [B, C, M]
+        index = nearest_centers(points, centers)  # [B, N]
+        new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
+        return new_values.reshape(batch, channels, *out_size)
+    return _by_regions(list(regions), one_region, feats, values)

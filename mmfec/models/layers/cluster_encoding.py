@@ -3,17 +3,12 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
 from .assignment import (
-    average_members,
     cluster_encode,
-    cosine_to_assigned,
-    gather_centers,
-    nearest_centers,
-    normalize,
+    cluster_encode_plain,
 )
 from .paths import PlainPath
 from .pointwise import conv1x1
@@ -83,33 +78,11 @@ class ClusterEncoding(PlainPath, nn.Module):
         return out.view(batch, self.heads * self.head_dims, height, width)
 
     def _forward_plain(self, x: Tensor) -> Tensor:
-        """The same clustering with plain differentiable ops, region by region (used when
-        tracing, e.g. for FLOP counting); returns the output before ``proj``."""
+        """The same clustering with plain differentiable ops (tracing, FLOP counting, the
+        ONNX export); returns the output before ``proj``."""
         batch, _, height, width = x.shape
         feats = self.f(x).reshape(batch * self.heads, self.head_dims, height, width)
         values = self.v(x).reshape(batch * self.heads, self.head_dims, height, width)
-        regions = list(grid_regions(height, width, self.fold_size))
-        if len(regions) == 1:
-            out = self._cluster(feats, values)[0]
-        else:  # regions are row-major: concatenated along W per row, then along H
-            rows = {}
-            for (r0, r1), (c0, c1) in regions:
-                rows.setdefault(r0, []).append(self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1])[0])
-            out = torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=2)
+        out = cluster_encode_plain(feats, values, self.similarity, self.proposal_size,
+                                   grid_regions(height, width, self.fold_size))
         return out.reshape(batch, self.heads * self.head_dims, height, width)
-
-    def _cluster(self, feats: Tensor, values: Tensor):
-        """One region: ``feats``/``values`` ``[B, c, h, w]`` -> ``[B, c, h, w]``."""
-        batch, channels, height, width = values.shape
-        points = normalize(feats.flatten(2))  # [B, c, N]
-        # [B, c, M]
-        centers = normalize(F.adaptive_avg_pool2d(feats, self.proposal_size).flatten(2))
-        center_values = F.adaptive_avg_pool2d(values, self.proposal_size).flatten(2)  # [B, c, M]
-        index = nearest_centers(points, centers, score=self.similarity)  # [B, N]
-        sim = self.similarity(cosine_to_assigned(points, centers, index))  # [B, N]
-        new_values = average_members(values.flatten(2), center_values, index)  # [B, c, M]
-        out = gather_centers(new_values, index) * sim.unsqueeze(1)  # [B, c, N]
-        hw = (height, width)
-        return (out.reshape(batch, channels, *hw), index.reshape(batch, *hw),
-                sim.reshape(batch, *hw))

@@ -3,15 +3,13 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import assignment
 from .assignment import (
-    average_members,
     cluster_average,
+    cluster_pool_plain,
     cosine_to_assigned,
-    nearest_centers,
     normalize,
     pooling_assignment,
 )
@@ -84,30 +82,13 @@ class ClusterPooling(PlainPath, nn.Module):
         return skip + self.norm2(pooled)
 
     def _forward_plain(self, x: Tensor) -> Tensor:
-        """The same pooling with plain differentiable ops, region by region (tracing)."""
+        """The same pooling with plain differentiable ops (tracing, FLOP counting, the ONNX
+        export)."""
         skip = self.conv_skip(x)
         feats, values = self.conv_f(x), self.conv_v(x)
-        regions = list(pooling_regions(*values.shape[-2:], self.fold_size))
-        if len(regions) == 1:
-            pooled = self._cluster(feats, values, skip.shape[-2:])
-        else:  # regions are row-major: concatenated along W per row, then along H
-            rows = {}
-            for (r0, r1), (c0, c1), (o0, o1), (p0, p1) in regions:
-                rows.setdefault(o0, []).append(self._cluster(
-                    feats[:, :, r0:r1, c0:c1], values[:, :, r0:r1, c0:c1], (o1 - o0, p1 - p0)))
-            pooled = torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=2)
+        pooled = cluster_pool_plain(feats, values, pooling_regions(*values.shape[-2:],
+                                                                   self.fold_size))
         return skip + self.norm2(pooled)
-
-    @staticmethod
-    def _cluster(feats: Tensor, values: Tensor, out_size) -> Tensor:
-        """One region: ``[B, C, h, w]`` -> center values ``[B, C, *out_size]``."""
-        batch, channels = values.shape[:2]
-        points = normalize(feats.flatten(2))  # [B, C, N]
-        centers = normalize(F.adaptive_avg_pool2d(feats, out_size).flatten(2))  # [B, C, M]
-        center_values = F.adaptive_avg_pool2d(values, out_size).flatten(2)  # [B, C, M]
-        index = nearest_centers(points, centers)  # [B, N]
-        new_values = average_members(values.flatten(2), center_values, index)  # [B, C, M]
-        return new_values.reshape(batch, channels, *out_size)
 
 
 def set_similarity_screen(model: nn.Module, screen) -> nn.Module:
