@@ -18,7 +18,12 @@ from mmfec.apis import (
     model_task,
     prepare_input,
 )
-from mmfec.datasets import ensure_toy_ade20k, ensure_toy_imagenet, render_toy_image
+from mmfec.datasets import (
+    ensure_toy_ade20k,
+    ensure_toy_coco,
+    ensure_toy_imagenet,
+    render_toy_image,
+)
 from mmfec.models import FEC
 from mmfec.models.backbones.fec_checkpoint_check import CheckpointMismatchError
 
@@ -53,6 +58,38 @@ def test_classifier_inference_gives_what_the_test_loader_gives(tmp_path):
     result = inference_model(model, batch['data_samples'][0].img_path)
     assert result.pred_label.item() == expected.pred_label.item()
     torch.testing.assert_close(result.pred_score, expected.pred_score)
+
+
+def _first_test_batch(model):
+    loader_cfg = model.cfg.test_dataloader.copy()
+    loader_cfg.update(batch_size=1, num_workers=0, persistent_workers=False)
+    return next(iter(Runner.build_dataloader(loader_cfg)))
+
+
+def test_segmentor_inference_gives_what_the_test_loader_gives(tmp_path):
+    root = ensure_toy_ade20k(tmp_path, num_train=1, num_val=1)
+    model = init_model(_config('semfpn_fec_toy.py'), seed=0,
+                       cfg_options={'test_dataloader.dataset.data_root': str(root)})
+    batch = _first_test_batch(model)
+    with torch.no_grad():
+        expected = model.test_step(batch)[0]
+    result = inference_model(model, batch['data_samples'][0].img_path)
+    torch.testing.assert_close(result.seg_logits.data, expected.seg_logits.data)
+    assert torch.equal(result.pred_sem_seg.data, expected.pred_sem_seg.data)
+
+
+def test_detector_inference_gives_what_the_test_loader_gives(tmp_path):
+    root = ensure_toy_coco(tmp_path, num_train=1, num_val=1)
+    model = init_model(_config('maskrcnn_fec_toy.py'), seed=0,
+                       cfg_options={'test_dataloader.dataset.data_root': f'{root}/'})
+    batch = _first_test_batch(model)
+    with torch.no_grad():
+        expected = model.test_step(batch)[0].pred_instances
+    got = inference_model(model, batch['data_samples'][0].img_path).pred_instances
+    assert len(expected.bboxes) > 0  # random weights still give (poor) detections
+    torch.testing.assert_close(got.bboxes, expected.bboxes)
+    torch.testing.assert_close(got.scores, expected.scores)
+    assert torch.equal(got.labels, expected.labels)
 
 
 def test_segmentor_inference_returns_a_label_map_of_the_image_size(tmp_path):
