@@ -164,6 +164,15 @@ def test_a_checkpoint_checked_for_the_runner_is_read_once(checked):
     assert len(reads) == 2
 
 
+def test_a_load_onto_another_device_reads_the_file_and_drops_the_kept_copy(checked):
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmfec.utils import safe_checkpoint
+    _, path, reads = checked
+    _load_checkpoint(path, map_location='meta')  # e.g. a resume onto the GPU
+    assert len(reads) == 2 and not safe_checkpoint._HANDED_OVER
+
+
 def test_a_checkpoint_rewritten_after_the_check_is_read_again(checked):
     from mmengine.runner.checkpoint import _load_checkpoint
     model, path, reads = checked

@@ -597,10 +597,12 @@ def hand_over(filename, checkpoint) -> None:
 
 def load_from_local(filename, map_location=None):
     """Safe version of mmengine's loader for plain paths."""
-    if _HANDED_OVER and str(map_location) in ('None', 'cpu'):
+    if _HANDED_OVER:
+        # taken (or dropped) by the next load of the same file: a load onto another
+        # device (a GPU resume) reads the file itself, and the CPU copy is not kept
         with _lock:
             checkpoint = _HANDED_OVER.pop(_file_key(filename), None)
-        if checkpoint is not None:
+        if checkpoint is not None and str(map_location) in ('None', 'cpu'):
             return checkpoint
     return safe_torch_load(filename, map_location)
 
