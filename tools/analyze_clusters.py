@@ -19,15 +19,43 @@ import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+import torch
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from mmengine.runner.utils import set_random_seed
+from mmengine.utils import ProgressBar
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.analysis import DEFAULT_IGNORE_INDEX, format_table, measure_purity, purity_dataloader_cfg
+from mmfec.apis import (
+    CLASSIFIER,
+    backbone_of,
+    build_model,
+    choose_device,
+    is_backbone_config,
+    load_weights,
+)
+from mmfec.utils.atomic_write import write_atomic
+from mmfec.utils.cli import (
+    ConfigOptionsAction,
+    UsageError,
+    check_data,
+    check_writable,
+    load_config,
+    user_errors,
+)
+from mmfec.visualization import clustering_layers, select_layers
+
 RANDOM_WEIGHTS_WARNING = ('warning: no CHECKPOINT given, so the model keeps its random '
                           'initialisation (init_weights, --seed); pass a trained checkpoint '
                           'to measure a trained model')
 
 
 def parse_args(argv=None):
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Cluster purity of every FEC clustering layer against the val set\'s '
         'ground truth, next to the grid partition with as many cells per fold region.')
@@ -55,15 +83,11 @@ def parse_args(argv=None):
 
 def write_json(path, rows):
     """Write ``rows`` to ``path`` through a temporary file (nothing half-written)."""
-    from mmfec.utils.atomic_write import write_atomic
     write_atomic(path, json.dumps(rows, indent=2) + '\n')
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.apis import choose_device
-    from mmfec.utils.cli import UsageError, check_data, check_writable, load_config, user_errors
 
     with user_errors():
         if args.num_images is not None and args.num_images < 1:
@@ -79,20 +103,7 @@ def main(argv=None):
 
 
 def run(args, cfg, device, check_data):
-    import torch
-    from mmengine.runner import Runner
-    from mmengine.runner.utils import set_random_seed
-    from mmengine.utils import ProgressBar
 
-    from mmfec.analysis import (
-        DEFAULT_IGNORE_INDEX,
-        format_table,
-        measure_purity,
-        purity_dataloader_cfg,
-    )
-    from mmfec.apis import CLASSIFIER, backbone_of, build_model, is_backbone_config, load_weights
-    from mmfec.utils.cli import UsageError
-    from mmfec.visualization import clustering_layers, select_layers
     if is_backbone_config(cfg):
         raise UsageError('this is a backbone-only config: it has no val set with ground '
                          'truth; use a detection or segmentation config')
@@ -117,7 +128,6 @@ def run(args, cfg, device, check_data):
         raise UsageError(str(error)) from None
     check_data(cfg, ['val_dataloader'])
     if args.checkpoint is None:
-        from mmengine.logging import MMLogger
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
         # init_weights reports every parameter at INFO level; only warnings matter here
         MMLogger.get_instance('mmfec_analyze_clusters', log_level='WARNING')

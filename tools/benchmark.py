@@ -32,15 +32,18 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmfec.benchmark.cases import DEFAULT_BASELINES, DEFAULT_MODELS, MODEL_HELP, parse_model  # noqa: E402
-from mmfec.benchmark.report import (  # noqa: E402
+import torch
+
+from mmfec.benchmark.cases import DEFAULT_BASELINES, DEFAULT_MODELS, MODEL_HELP, parse_model
+from mmfec.benchmark.report import (
     compute_ratios,
     evaluate_targets,
     machine_info,
     print_table,
     table_row,
 )
-from mmfec.benchmark.runner import TARGET_SIZE, plan_cases, run_cases  # noqa: E402
+from mmfec.benchmark.runner import TARGET_SIZE, plan_cases, run_cases, worker_main
+from mmfec.utils.cli import UsageError, check_writable
 
 
 def parse_size(text):
@@ -129,17 +132,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.json and args.json != '-':
-        from mmfec.utils.cli import UsageError, check_writable
         try:
             check_writable(args.json, '--json')
         except UsageError as error:
             print(f'error: {error}', file=sys.stderr)
             return 2
     if args.worker:
-        from mmfec.benchmark.runner import worker_main
         worker_main(args.worker)
         return 0
-    import torch
     if args.device == 'cuda' and not torch.cuda.is_available():
         print('error: --device cuda but no CUDA device is available', file=sys.stderr)
         return 2

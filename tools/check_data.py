@@ -15,9 +15,16 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+from mmengine.config import DictAction
+
+from mmfec.datasets.preflight import check_config_data, format_report
+from mmfec.utils.cli import check_data, load_task_config, user_errors
+
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Decode every image and label map of a config\'s data sets.')
     parser.add_argument('config', help='config file path')
@@ -32,10 +39,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    from mmfec.datasets.preflight import check_config_data, format_report
-    from mmfec.utils.cli import check_data, load_task_config, user_errors
     with user_errors():
         cfg, _ = load_task_config(args.config, args.cfg_options)
         check_data(cfg, [f'{split}_dataloader' for split in args.splits])

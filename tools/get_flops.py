@@ -22,6 +22,17 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+import torch
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.analysis.flops import count_flops
+from mmfec.apis import build_model
+from mmfec.models import FEC
+from mmfec.utils.cli import load_config, user_errors
+
 # FEC-S/B/L on ImageNet-1K, 224x224, as quoted in /work/shared/paper_numbers.md
 # (classification models, head included).
 PAPER = {'small': (5.5, 1.4), 'base': (14.4, 3.4), 'large': (28.3, 6.5)}
@@ -57,8 +68,6 @@ def parse_args(argv=None):
 def build_from_config(path):
     """``(kind, model)``: the config's model (``mmfec.apis.build_model``: random weights,
     nothing loaded) and its kind, backbone/detector/segmentor/classifier."""
-    from mmfec.apis import build_model
-    from mmfec.utils.cli import load_config
     model = build_model(load_config(path))
     return model.task, model
 
@@ -80,9 +89,7 @@ def forward_for(kind, model, shape):
 
 
 def count(model, kind, shape):
-    import torch
 
-    from mmfec.analysis.flops import count_flops
     inputs = torch.randn(1, 3, *shape)
     return count_flops(model, inputs, forward_for(kind, model, shape))
 
@@ -93,9 +100,7 @@ def backbone_params(model, kind):
 
 
 def paper_table():
-    import torch  # noqa: F401
 
-    from mmfec.models import FEC
     rows = []
     for arch, (paper_params, paper_gflops) in PAPER.items():
         model = FEC(arch, **IMAGENET_SETTING)
@@ -125,10 +130,6 @@ def paper_table():
 
 def main(argv=None):
     args = parse_args(argv)
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    import mmfec  # noqa: F401  (registers FEC)
-    from mmfec.utils.cli import user_errors
     with user_errors():
         run(args)
     return 0

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'mmfec' / 'datasets'))
 
-import toy_ade20k  # noqa: E402
-import toy_coco  # noqa: E402
-import toy_imagenet  # noqa: E402
+import toy_ade20k
+import toy_coco
+import toy_imagenet
 
 SETS = {
     'coco': (toy_coco, toy_coco.ensure_toy_coco),

@@ -15,9 +15,17 @@ import tempfile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+from mmengine.config import DictAction
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.engine.resume_timing import time_resume
+from mmfec.utils.cli import check_checkpoint_path, load_task_config, user_errors
+
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Time the resume of a training run.')
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -28,11 +36,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    import mmfec  # noqa: F401
-    from mmfec.engine.resume_timing import time_resume
-    from mmfec.utils.cli import check_checkpoint_path, load_task_config, user_errors
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
         check_checkpoint_path(args.checkpoint, 'CHECKPOINT')
         cfg, scope = load_task_config(args.config, args.cfg_options)

@@ -16,13 +16,33 @@ import warnings
 from copy import deepcopy
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+from mmengine.config import ConfigDict
+from mmengine.evaluator import DumpResults
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.apis import load_weights, unwrap_model
+from mmfec.utils import install_safe_checkpoint_loader
+from mmfec.utils.cli import (
+    ConfigOptionsAction,
+    UsageError,
+    build_runner,
+    check_checkpoint_path,
+    check_data,
+    check_writable,
+    finish_distributed,
+    load_task_config,
+    setup_cpu_distributed,
+    user_errors,
+)
+
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
 
 def parse_args(argv=None):
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) an mmdet, mmseg or mmpretrain model '
         '(e.g. with the FEC backbone).')
@@ -70,7 +90,6 @@ def parse_args(argv=None):
 def trigger_visualization_hook(cfg, args, scope):
     """Turn on the task's visualization hook (Det/SegVisualizationHook,
     mmpretrain's VisualizationHook)."""
-    from mmfec.utils.cli import UsageError
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         expected = {'mmdet': 'DetVisualizationHook',
@@ -106,7 +125,6 @@ def trigger_visualization_hook(cfg, args, scope):
 
 def _det_tta(cfg):
     """mmdet's defaults when the config has no TTA settings of its own."""
-    from mmengine.config import ConfigDict
     if 'tta_model' not in cfg:
         warnings.warn('Cannot find ``tta_model`` in config, '
                       'we will set it as default.')
@@ -159,7 +177,6 @@ def _cls_tta(cfg):
 
 def _seg_tta(cfg):
     """mmseg's way: the config must bring tta_model and tta_pipeline."""
-    from mmfec.utils.cli import UsageError
     missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
     if missing:
         raise UsageError(f'--tta needs {" and ".join(missing)} in the config '
@@ -172,7 +189,6 @@ def _seg_tta(cfg):
 
 def apply_args(cfg, args, scope):
     """Fold the command line into the config, as mmdet's/mmseg's test.py."""
-    from mmfec.utils.cli import UsageError, check_checkpoint_path, check_writable
     cfg.launcher = args.launcher
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -210,12 +226,12 @@ def add_dump_metric(runner, out, scope):
     if scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults as Dump
     else:
-        from mmengine.evaluator import DumpResults as Dump
+        Dump = DumpResults
     runner.test_evaluator.metrics.append(Dump(out_file_path=out))
 
 
 def _exit_if_missing(path, what):
-    """Cheap check before the slow imports below: a typo fails in a second."""
+    """One line, exit 2, for a file that is not there (before the Runner is built)."""
     if '://' not in path and not osp.isfile(osp.expanduser(path)):
         print(f'error: {what} {path} does not exist', file=sys.stderr)
         sys.exit(2)
@@ -225,17 +241,6 @@ def main(argv=None):
     args = parse_args(argv)
     _exit_if_missing(args.config, 'config file')
     _exit_if_missing(args.checkpoint, 'checkpoint file')
-    import mmfec  # noqa: F401  (registers FEC)
-    from mmfec.apis import load_weights, unwrap_model
-    from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (
-        build_runner,
-        check_data,
-        finish_distributed,
-        load_task_config,
-        setup_cpu_distributed,
-        user_errors,
-    )
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():

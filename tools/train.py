@@ -15,11 +15,29 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+from mmengine.device import get_device
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.apis import load_weights, unwrap_model
+from mmfec.utils import install_safe_checkpoint_loader
+from mmfec.utils.cli import (
+    ConfigOptionsAction,
+    UsageError,
+    build_runner,
+    check_checkpoint_path,
+    check_data,
+    check_writable,
+    finish_distributed,
+    load_task_config,
+    setup_cpu_distributed,
+    user_errors,
+)
+
 
 def parse_args(argv=None):
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Train an mmdet, mmseg or mmpretrain model (e.g. with '
         'the FEC backbone).')
@@ -64,13 +82,11 @@ def parse_args(argv=None):
 
 
 def _has_accelerator():
-    from mmengine.device import get_device
     return get_device() != 'cpu'
 
 
 def apply_args(cfg, args):
     """Fold the command line into the config, as mmdet's train.py does."""
-    from mmfec.utils.cli import UsageError, check_checkpoint_path, check_writable
     cfg.launcher = args.launcher
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -113,7 +129,7 @@ def apply_args(cfg, args):
 
 
 def _exit_if_missing(path, what):
-    """Cheap check before the slow imports below: a typo fails in a second."""
+    """One line, exit 2, for a file that is not there (before the Runner is built)."""
     if '://' not in path and not osp.isfile(osp.expanduser(path)):
         print(f'error: {what} {path} does not exist', file=sys.stderr)
         sys.exit(2)
@@ -124,17 +140,6 @@ def main(argv=None):
     _exit_if_missing(args.config, 'config file')
     if args.resume not in (None, 'auto'):
         _exit_if_missing(args.resume, '--resume: checkpoint file')
-    import mmfec  # noqa: F401  (registers FEC)
-    from mmfec.apis import load_weights, unwrap_model
-    from mmfec.utils import install_safe_checkpoint_loader
-    from mmfec.utils.cli import (
-        build_runner,
-        check_data,
-        finish_distributed,
-        load_task_config,
-        setup_cpu_distributed,
-        user_errors,
-    )
     install_safe_checkpoint_loader()  # idempotent; `import mmfec` does it
 
     with user_errors():

@@ -22,6 +22,27 @@ import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+import torch
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.apis import backbone_of, build_model, choose_device, load_weights, prepare_input
+from mmfec.utils.cli import UsageError, check_writable, load_config, user_errors
+from mmfec.utils.images import looks_like_image, read_image
+from mmfec.visualization import (
+    check_head,
+    cluster_maps,
+    clustering_layers,
+    record_clusters,
+    render_figure,
+    save_explorer,
+    save_png,
+    select_layers,
+)
+
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.bin', '.tar')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif')
 # Above this many network-input pixels (e.g. 1280x800), print a line per backbone stage.
@@ -70,8 +91,6 @@ def split_paths(paths):
     """``[CHECKPOINT] IMAGE...`` -> ``(checkpoint or None, images)``. A path is an image
     when its bytes say so (JPEG, PNG, ...), whatever its name; a URL or any other file
     first is the checkpoint. A checkpoint after an image is a one-line error."""
-    from mmfec.utils.cli import UsageError
-    from mmfec.utils.images import looks_like_image
     if not paths:
         return None, []
     first = paths[0]
@@ -89,7 +108,6 @@ def split_paths(paths):
 
 def read_images(paths):
     """uint8 BGR arrays; one-line errors for missing or undecodable files."""
-    from mmfec.utils.images import read_image
     return [read_image(path) for path in paths]
 
 
@@ -106,11 +124,6 @@ def output_paths(images, out_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
-    import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.apis import choose_device
-    from mmfec.utils.cli import UsageError, check_writable, load_config, user_errors
 
     with user_errors():
         checkpoint, image_paths = split_paths(args.paths)
@@ -148,20 +161,7 @@ def main(argv=None):
 
 
 def run(args, cfg, checkpoint, image_paths, images, device):
-    import torch
 
-    from mmfec.apis import backbone_of, build_model, load_weights, prepare_input
-    from mmfec.utils.cli import UsageError
-    from mmfec.visualization import (
-        check_head,
-        cluster_maps,
-        clustering_layers,
-        record_clusters,
-        render_figure,
-        save_explorer,
-        save_png,
-        select_layers,
-    )
     model = build_model(cfg)
     backbone = backbone_of(model)
     layers = clustering_layers(backbone)

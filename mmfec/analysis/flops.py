@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List
 
 import torch
 import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
 
 from ..models.layers import plain_ops
 
@@ -85,7 +86,6 @@ def count_flops(model: nn.Module, inputs, forward: Callable = None) -> Dict[str,
         (Counter of FLOPs per top-level child), ``by_operator`` (Counter per op) and
         ``uncounted`` (ops seen but not counted, with how often).
     """
-    from mmengine.analysis import FlopAnalyzer
 
 
     if isinstance(inputs, torch.Tensor):

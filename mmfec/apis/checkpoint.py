@@ -12,6 +12,7 @@ from typing import Dict, List
 
 import torch
 import torch.nn as nn
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from ..models import FEC
@@ -129,7 +130,6 @@ def load_weights(model: nn.Module, checkpoint: str, keep_for_runner: bool = Fals
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The model inside DDP / test-time-augmentation wrappers (what a checkpoint holds)."""
-    from mmengine.model import BaseTTAModel, is_model_wrapper
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     return model

@@ -1,6 +1,7 @@
 """Config + checkpoint -> verified ONNX file, the whole of
 ``tools/deployment/pytorch2onnx.py``: :func:`mmfec.apis.init_model`, then
 :mod:`mmfec.deployment` for the export and the onnxruntime check."""
+import sys
 from typing import Optional, Sequence
 
 import torch
@@ -26,7 +27,6 @@ def export_model(config: str, checkpoint: Optional[str], shape: Sequence[int],
     preprocessor. Returns ``(ExportResult, VerifyReport or None)``; user mistakes raise
     ``UsageError`` before anything slow.
     """
-    import sys
     check_arguments(shape, output_file, opset, checkpoint, verify, repeats, image)
     model = init_model(config, checkpoint, cfg_options=cfg_options, seed=0)
     if checkpoint is None:

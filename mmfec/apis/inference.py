@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.dataset import Compose, pseudo_collate
+from mmengine.model import ImgDataPreprocessor
 from mmengine.registry import DefaultScope
 
 from ..models.find_backbone import find_backbone
@@ -65,7 +66,6 @@ def backbone_preprocessor(model: nn.Module):
     """A bare FEC's data preprocessor: the config's ``data_preprocessor`` statistics
     (mean, std, channel order, padding), else FEC's ImageNet ones, as mmengine's
     ``ImgDataPreprocessor``."""
-    from mmengine.model import ImgDataPreprocessor
     settings = dict(IMAGENET_PREPROCESSOR)
     own = {k: v for k, v in (model.cfg.get('data_preprocessor') or {}).items()
            if k in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'pad_size_divisor',

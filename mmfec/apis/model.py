@@ -12,6 +12,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner.utils import set_random_seed
 
 from ..models import FEC
 from ..utils.cli import (
@@ -105,7 +106,6 @@ def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
         check_checkpoint_path(checkpoint, 'CHECKPOINT')  # before minutes of building
     cfg = load_config(config, cfg_options) if not isinstance(config, Config) else config
     if seed is not None:
-        from mmengine.runner.utils import set_random_seed
         set_random_seed(seed)
     model = revert_sync_batchnorm(build_model(cfg))
     if checkpoint is not None:

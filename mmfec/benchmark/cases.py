@@ -9,10 +9,20 @@ does) and ``device``.
 """
 import contextlib
 import copy
+import importlib
 import os.path as osp
 
+import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.structures import InstanceData, PixelData
+
+from mmfec.models import FEC
+from mmfec.models.layers import set_plain, set_similarity_screen
+from mmfec.models.layers.certified_argmax import resolve_screen
+from mmfec.testing import dense_fec_forward
+from mmfec.utils.package_configs import package_configs_dir
 
 ARCHS = {'s': 'small', 'b': 'base', 'l': 'large'}
 DET_SETTING = dict(proposal_sizes=7, fold_sizes=(2, 2, 1, 1))
@@ -83,23 +93,18 @@ def _bn_instead_of_syncbn(cfg):
 
 
 def _package_config(package, *parts):
-    import importlib
     root = osp.dirname(importlib.import_module(package).__file__)
     return osp.join(root, '.mim', 'configs', *parts)
 
 
 def _project_config(name):
     """One of mmfec's configs, from the package (a checkout, an editable install or a wheel)."""
-    from mmfec.utils.package_configs import package_configs_dir
     return osp.join(package_configs_dir(), name)
 
 
 def build_full_model(kind, smoke=False):
     """Detector / segmentor from a config, weights random, nothing downloaded. ``smoke``
     cuts a detector's proposals to 64 per image (a run-through, not a measurement)."""
-    from mmengine.config import Config
-
-    from mmfec.models import FEC  # noqa: F401  (registers FEC)
     if kind.startswith('det'):
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules
@@ -177,10 +182,8 @@ class _TorchvisionResNet50(nn.Module):
 
 # ====================================================================== inputs
 def _det_samples(batch, height, width, train, device):
-    import numpy as np
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
     gen = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(batch):
@@ -203,7 +206,6 @@ def _det_samples(batch, height, width, train, device):
 
 
 def _seg_samples(batch, height, width, train, device):
-    from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     gen = torch.Generator().manual_seed(0)
     samples = []
@@ -229,16 +231,13 @@ def build_case(spec):
     info = {}
     kind = model_info['kind']
     if kind in ('fec', 'dense'):
-        from mmfec.models import FEC
         setting_name, setting = fec_setting(spec['size'], spec.get('fec_setting', 'auto'))
         model = FEC(model_info['arch'], **setting)
         info['setting'] = f"{setting_name}: proposal_sizes={setting['proposal_sizes']}, " \
                           f"fold_sizes={setting['fold_sizes']}"
         if model_info['variant'] in SCREEN_VARIANTS:
-            from mmfec.models.layers import set_similarity_screen
             set_similarity_screen(model, SCREEN_VARIANTS[model_info['variant']])
         if kind == 'fec':
-            from mmfec.models.layers.certified_argmax import resolve_screen
             screen = resolve_screen(model.network[1].screen, device)
             info['screen'] = 'fp32' if screen is None else str(screen).replace('torch.', '')
     elif kind in RESNETS:
@@ -255,8 +254,6 @@ def build_case(spec):
     if kind == 'fec' and model_info['variant'] == 'compile':
         forward = torch.compile(model)
     if kind == 'dense':
-        from mmfec.testing import dense_fec_forward
-
         def forward(x):
             return dense_fec_forward(model, x)
 
@@ -289,7 +286,6 @@ def build_case(spec):
                             for k, v in losses.items() if 'loss' in k)
             total.backward()
 
-    from mmfec.models.layers import set_plain
     set_plain(model, model_info['variant'] == 'plain')
 
     def step():
@@ -306,7 +302,6 @@ def dense_lower_bound_bytes(arch, size, batch, train, setting_choice):
     """Bytes the dense implementation must hold at once, at least: the one-hot masks (and
     similarities) it saves for the backward, plus its largest temporary (a pooling's
     similarity + mask, or an encoding's ``[b, c, M, N]`` dispatch product). float32."""
-    from mmfec.models import FEC
     _, setting = fec_setting(size, setting_choice)
     model = FEC(arch, **setting)
     height, width = size[0] // 4, size[1] // 4

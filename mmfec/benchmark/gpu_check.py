@@ -38,12 +38,19 @@ import os.path as osp
 import statistics
 import sys
 import time
+from io import StringIO
 
 import torch
+
+from mmfec.models.layers import assignment, set_similarity_screen
+from mmfec.models.layers.regions import pooling_layout
+from mmfec.testing import clustering_fec, dense_fec_forward
+from mmfec.utils.atomic_write import write_atomic
 
 from .cases import DET_SETTING
 from .report import compute_ratios, machine_info, print_table, table_row
 from .runner import plan_cases, run_cases
+from .screen import scene_images, screen_report
 
 SECTIONS = ('exact', 'amp', 'bench', 'screen', 'screen_speed', 'compile')
 # --quick compiles this one-block-per-stage arch: tracing time grows with the blocks.
@@ -55,7 +62,6 @@ LOW = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 def clustering_model(arch='small', seed=0, **setting):
     """An FEC backbone whose clustering matters, as the CPU suite's oracle tests build it
     (the COCO setting unless ``setting`` says otherwise)."""
-    from mmfec.testing import clustering_fec
     return clustering_fec(arch, seed, **(setting or DET_SETTING))
 
 
@@ -106,7 +112,6 @@ def _compare(ours, ref, out_tol=(1e-4, 1e-4), grad_tol=(1e-3, 1e-4)):
 
 
 def check_exact(device, quick):
-    from mmfec.testing import dense_fec_forward
     archs = ['small'] if quick else ['small', 'base', 'large']
     shape = (1, 3, 64, 64) if quick else (2, 3, 64, 96)
     rows = []
@@ -156,8 +161,6 @@ def _amp_step(model, img, dtype):
 
 def _members_error(device, dtype):
     """Relative error of a 4110-member pooling center, in half-ulps of ``dtype``."""
-    from mmfec.models.layers import assignment
-    from mmfec.models.layers.regions import pooling_layout
     height, width = 30, 137
     torch.manual_seed(0)
     feats = torch.ones(1, 4, height, width, dtype=dtype, device=device)
@@ -174,7 +177,6 @@ def _members_error(device, dtype):
 
 
 def check_amp(device, quick):
-    from mmfec.testing import dense_fec_forward
     size = (64, 64) if quick else (256, 256)
     seeds = range(3)  # drift is compared in the mean: single seeds flip either way
     rows = []
@@ -220,7 +222,6 @@ def _amp_dtype(device):
 
 def check_screen(device, quick):
     """Recheck share and agreement of the screen, per pooling, fp32 and AMP features."""
-    from .screen import scene_images, screen_report
     model = clustering_model(TINY_ARCH if quick else 'small').to(device).eval()
     shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
     images = {'noise': torch.randn(*shape, generator=torch.Generator().manual_seed(2)),
@@ -239,10 +240,8 @@ def check_screen(device, quick):
 
 def check_screen_speed(device, quick):
     """FEC-S step times with the screen off / fp16 / bf16, fp32 and AMP."""
-    from mmfec.models.layers import assignment, set_similarity_screen
     base_chunk = assignment.SIMILARITY_CHUNK_ELEMENTS
     model = clustering_model(TINY_ARCH if quick else 'small').to(device)
-    from .screen import scene_images
     shape = (1, 3, 64, 96) if quick else (2, 3, 800, 1216)
     img = scene_images(shape[0], *shape[2:], seed=3)[0].to(device)
     repeats = 1 if quick else 5
@@ -256,7 +255,6 @@ def check_screen_speed(device, quick):
 
 
 def _screen_speed_rows(model, img, device, quick, repeats, base_chunk, rows):
-    from mmfec.models.layers import assignment, set_similarity_screen
     shape = tuple(img.shape)
     for precision in ('fp32', 'amp'):
         dtype = None if precision == 'fp32' else _amp_dtype(device)
@@ -453,7 +451,6 @@ def main(argv=None):
         report[f'{name}_seconds'] = round(time.time() - t0, 1)
         if name == 'bench':
             print_table(rows)
-            from io import StringIO
             buffer = StringIO()
             print_table(rows, out=buffer)
             markdown.append(f'## {title}\n\n{buffer.getvalue()}')
@@ -466,7 +463,6 @@ def main(argv=None):
             failed += [f'{name}: {r}' for r in rows if not r.get('ok')]
     report['seconds'] = round(time.time() - start, 1)
     report['failed'] = failed
-    from mmfec.utils.atomic_write import write_atomic
     for suffix, text in (('json', json.dumps(report, indent=1, default=str)),
                          ('md', '\n'.join(markdown))):
         write_atomic(osp.join(args.out_dir, f'gpu_check.{suffix}'), text)

@@ -11,6 +11,9 @@ import ctypes
 import os
 import resource
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in (
@@ -50,8 +53,6 @@ def peak_rss_bytes():
 def traced_peak(step):
     """Run ``step`` once; the peak of C-allocator bytes in use above the level at the
     start, sampled after every aten op (forward and backward). None without glibc."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
     in_use = malloc_in_use()
     if in_use is None:
         step()
@@ -98,7 +99,6 @@ def memory_limit_bytes(limit_gib, device):
     """The most a case may use: ``limit_gib``, at most 75% of the memory available now
     (90% of the free GPU memory on CUDA)."""
     if device.startswith('cuda'):
-        import torch
         free, _ = torch.cuda.mem_get_info()
         return min(limit_gib * 2**30, 0.9 * free)
     available = None

@@ -13,6 +13,10 @@ import contextlib
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+
+from mmfec.models import FEC
+from mmfec.models.layers import precision, set_similarity_screen
 
 from .cases import DET_SETTING, SEG_SETTING
 
@@ -39,13 +43,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from torch.profiler import ProfilerActivity, profile
-
-    from mmfec.models import FEC
-    from mmfec.models.layers import set_similarity_screen
     args = parse_args(argv)
     if args.native_low:
-        from mmfec.models.layers import precision
         precision._NATIVE_CPU.update(dict.fromkeys(precision._NATIVE_CPU, True))
     if args.threads:
         torch.set_num_threads(args.threads)

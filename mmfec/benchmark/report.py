@@ -10,6 +10,8 @@ import os
 import platform
 import sys
 
+import torch
+
 from .cases import RESNETS, parse_model
 from .runner import SCALING_SIZE, TARGET_SIZE
 
@@ -31,7 +33,6 @@ def cpu_flags():
 
 
 def machine_info(device, threads=None):
-    import torch
     cpu = platform.processor()
     try:
         with open('/proc/cpuinfo') as f:

@@ -10,6 +10,9 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
+
+import torch
 
 from . import memory
 from .cases import build_case, dense_lower_bound_bytes, parse_model
@@ -20,7 +23,6 @@ SCALING_SIZE = (1600, 2432)
 
 def run_case(spec):
     """Measure one case in this process; returns a result dict (the spec plus numbers)."""
-    import torch
     device = spec['device']
     cuda = device.startswith('cuda')
     if spec.get('threads'):
@@ -90,13 +92,11 @@ def run_safely(spec):
     except Exception as error:  # reported as the case's status, not a crash of the run
         status = 'oom' if 'out of memory' in str(error).lower() else 'error'
         if status == 'oom' and spec['device'].startswith('cuda'):
-            import torch
             torch.cuda.empty_cache()
         return dict(spec, status=status, error=f'{type(error).__name__}: {error}'[:500])
 
 
 def worker_main(spec_json):
-    import warnings
     warnings.filterwarnings('ignore')
     print('@@RESULT ' + json.dumps(run_safely(json.loads(spec_json))), flush=True)
 

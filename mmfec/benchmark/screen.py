@@ -16,6 +16,15 @@ import time
 
 import torch
 
+from mmfec.models.backbones import FEC
+from mmfec.models.backbones.fec import extract_state_dict
+from mmfec.models.layers import ClusterPooling, assignment
+from mmfec.models.layers.assignment import nearest_centers, normalize
+from mmfec.models.layers.certified_argmax import resolve_screen
+from mmfec.models.layers.pointwise import conv1x1
+from mmfec.models.layers.regions import pooling_layout
+from mmfec.utils.safe_checkpoint import safe_torch_load
+
 from .cases import DET_SETTING
 
 
@@ -39,8 +48,6 @@ def _timed(fn, device, repeats):
 @torch.no_grad()
 def pooling_inputs(model, img, autocast_dtype=None):
     """``[(name, pooling, its similarity features)]`` from one forward of ``model``."""
-    from mmfec.models.layers import ClusterPooling
-    from mmfec.models.layers.pointwise import conv1x1
     captured, handles = [], []
     for name, module in model.named_modules():
         if isinstance(module, ClusterPooling):
@@ -85,7 +92,6 @@ def plain_disagreement(feats, centers, ref, layout):
     """Points on which the plain fp32 path (normalised points, one region) and the fused
     fp32 path (``ref``) disagree, the rate of fp32 near-ties the two already have; None
     for a folded layout (the plain path's per-region indices are not compared here)."""
-    from mmfec.models.layers.assignment import nearest_centers, normalize
     if len(layout.regions) != 1:
         return None
     plain = nearest_centers(normalize(feats.float().flatten(2)), centers.flatten(2))
@@ -95,9 +101,6 @@ def plain_disagreement(feats, centers, ref, layout):
 def screen_report(model, img, dtypes=('bf16', 'fp16'), autocast_dtype=None, repeats=1):
     """One row per pooling and screen dtype: points, rechecked share, disagreements with
     the fp32 arg-max, and the arg-max time in fp32 and through the screen."""
-    from mmfec.models.layers import assignment
-    from mmfec.models.layers.certified_argmax import resolve_screen
-    from mmfec.models.layers.regions import pooling_layout
     rows = []
     device = img.device
     for name, pooling, feats in pooling_inputs(model, img, autocast_dtype):
@@ -205,14 +208,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from mmfec.models.backbones import FEC
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     model = FEC(arch=args.arch, **DET_SETTING)
     model.init_weights()
     if args.checkpoint:
-        from mmfec.models.backbones.fec import extract_state_dict
-        from mmfec.utils.safe_checkpoint import safe_torch_load
         state = extract_state_dict(safe_torch_load(args.checkpoint), args.checkpoint)
         if any(k.startswith('backbone.') for k in state):  # a detector's / segmentor's
             state = {k[9:]: v for k, v in state.items() if k.startswith('backbone.')}

@@ -9,6 +9,8 @@ import os
 import os.path as osp
 from collections.abc import Mapping
 
+from mmengine.config import Config
+
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 TOY_COMMAND = 'python tools/make_toy_data.py'
 
@@ -136,7 +138,6 @@ def _dataset_paths(ds):
 
 def _load(cfg):
     if isinstance(cfg, (str, os.PathLike)):
-        from mmengine.config import Config
         return Config.fromfile(str(cfg))
     return cfg
 

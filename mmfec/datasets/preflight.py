@@ -26,6 +26,10 @@ from collections import Counter
 from multiprocessing import get_context
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
+from mmengine.registry import DATASETS, init_default_scope
+from mmengine.utils import ProgressBar
+from PIL import Image, ImageFile
+
 from .checks import DATALOADER_KEYS
 
 KINDS = ('missing', 'empty', 'truncated', 'unreadable', 'wrong mode')
@@ -49,7 +53,6 @@ def inspect_file(path: str, role: str) -> Optional[Tuple[str, str]]:
     size = osp.getsize(path)
     if size == 0:
         return 'empty', '0 bytes'
-    from PIL import Image, ImageFile
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as image:
@@ -87,7 +90,6 @@ def _dataset_configs(cfg, splits: Iterable[str]):
 def collect_files(cfg, splits=('train', 'val', 'test')) -> Tuple[List[tuple], List[Fault]]:
     """Every (path, role, where) the config's datasets load, each path once, and the
     faults found while building the datasets (annotation files that cannot be read)."""
-    from mmengine.registry import DATASETS, init_default_scope
     if cfg.get('default_scope'):
         init_default_scope(cfg.get('default_scope'))
     tasks, faults, seen = [], [], set()
@@ -126,7 +128,6 @@ def check_config_data(cfg, splits=('train', 'val', 'test'), workers: Optional[in
     workers = workers or min(len(tasks), os.cpu_count() or 1) or 1
     bar = None
     if progress and tasks:
-        from mmengine.utils import ProgressBar
         bar = ProgressBar(len(tasks), file=sys.stderr)
     results = []
     if workers > 1:

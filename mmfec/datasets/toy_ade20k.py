@@ -22,6 +22,7 @@ Only numpy, cv2 and the standard library are used; output is deterministic.
 """
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 try:
@@ -62,7 +63,6 @@ def _texture(label, rng, h, w):
 
 def _render(rng, h, w):
     """One (BGR uint8 image, uint8 label map) pair."""
-    import cv2
     n = int(rng.integers(3, 7))
     seeds = rng.uniform(0, 1, size=(n, 2)) * (h, w)
     classes = rng.integers(1, 5, size=n)
@@ -104,7 +104,6 @@ def _val_size(rng):
 
 
 def _write_split(root, split, num, seed, size):
-    import cv2
     stream, stem_part = _SPLITS[split]
     img_dir, ann_dir = root / 'images' / split, root / 'annotations' / split
     img_dir.mkdir(parents=True)

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 GENERATOR_VERSION = 2
@@ -114,7 +115,6 @@ def _fill_convex(poly, size):
 
 def _background(rng, size):
     """Muted grey with slow light/dark blotches (little colour, so shapes stand out)."""
-    import cv2
     base = rng.uniform(95, 165) + rng.uniform(-12, 12, size=3)
     wash = rng.normal(0, 14, size=(5, 5, 1)) + rng.normal(0, 4, size=(5, 5, 3))
     return base + cv2.resize(wash, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -163,7 +163,6 @@ def _annotation(ann_id, image_id, kind, mask, poly):
 
 
 def _write_split(root, split, num, seed, size):
-    import cv2
     stream, first_id = _SPLITS[split]
     (root / split).mkdir(parents=True)
     images, anns = [], []

@@ -18,6 +18,7 @@ output is deterministic: same arguments, same bytes.
 """
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 try:
@@ -53,7 +54,6 @@ def _shape_mask(kind, rng, size):
 
 def render_toy_image(kind, rng, size=DEFAULT_IMAGE_SIZE):
     """One toy image (uint8 BGR, ``size`` x ``size``) showing a shape of class ``kind``."""
-    import cv2
     if kind not in _COLOURS:
         raise ValueError(f'kind must be one of {TOY_IMAGENET_CLASSES}, got {kind!r}')
     base = rng.uniform(90, 170) + rng.uniform(-15, 15, size=3)
@@ -67,7 +67,6 @@ def render_toy_image(kind, rng, size=DEFAULT_IMAGE_SIZE):
 
 
 def _write_split(root, split, num, seed, size):
-    import cv2
     stream = _SPLITS[split]
     for label, kind in enumerate(TOY_IMAGENET_CLASSES):
         folder = root / split / kind

@@ -6,14 +6,19 @@ registries, hooks and metrics), and a user mistake must end in one
 ``error: ...`` line with exit code 2, not in a traceback.
 """
 import argparse
+import datetime
 import importlib
 import importlib.util
+import os
 import os.path as osp
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
 
-from mmengine.config import DictAction
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+from mmengine.device import get_device
+from mmengine.runner import Runner
 
 from ..datasets.checks import check_data_exists
 from .errors import InputError
@@ -48,7 +53,6 @@ def _first_line(error):
 
 def load_config(path, cfg_options=None):
     """``Config.fromfile`` plus ``--cfg-options``, with one-line errors."""
-    from mmengine.config import Config
     if not osp.isfile(path):
         what = 'is a directory' if osp.isdir(path) else 'does not exist'
         raise UsageError(f'config file {path} {what}; pass the path of a '
@@ -127,7 +131,6 @@ def check_writable(path, option, directory=False):
     """Fail before any work when ``path`` (a file, or with ``directory`` a folder) cannot
     be written: it is a folder where a file is wanted (or a file where a folder is), or
     it would lie under a file or in a folder this user cannot write."""
-    import os
     full = osp.abspath(osp.expanduser(str(path)))
     if directory and osp.exists(full) and not osp.isdir(full):
         raise UsageError(f'{option} {path} is a file; name a folder')
@@ -275,7 +278,6 @@ def check_checkpoint_path(path, option):
 
 def build_runner(cfg, scope):
     """Runner from the config, or the task's RUNNERS for ``runner_type``."""
-    from mmengine.runner import Runner
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     _, runners, _ = _scope_modules(scope)
@@ -290,10 +292,6 @@ def setup_cpu_distributed(cfg):
     process group ourselves (the Runner then skips its own start) and build
     DDP without device ids. Needs ``env_cfg.dist_cfg.backend=gloo``.
     """
-    import os
-
-    import torch.distributed as dist
-    from mmengine.device import get_device
     if cfg.get('launcher') not in ('pytorch', 'slurm') or get_device() != 'cpu':
         return
     if cfg.launcher == 'slurm':  # mmengine's slurm set-up needs a GPU too
@@ -307,7 +305,6 @@ def setup_cpu_distributed(cfg):
                          'gloo: add --cfg-options '
                          'env_cfg.dist_cfg.backend=gloo')
     if 'timeout' in dist_cfg:
-        import datetime
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     if not dist.is_initialized():
         dist.init_process_group(
@@ -331,7 +328,6 @@ def finish_distributed():
     ("terminate called without an active exception") and torchrun then kills
     rank 0 in the middle of the save.
     """
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

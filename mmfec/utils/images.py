@@ -6,6 +6,7 @@ say what is wrong with a path instead of failing later on ``None``.
 """
 import os.path as osp
 
+import cv2
 import numpy as np
 
 from .cli import UsageError
@@ -14,7 +15,6 @@ from .cli import UsageError
 def read_image(path: str) -> np.ndarray:
     """uint8 BGR ``[H, W, 3]`` as ``cv2.imread`` gives it; :class:`UsageError` naming the
     file when it is missing, a directory, or not an image OpenCV can decode."""
-    import cv2
     if not osp.isfile(path):
         what = 'is a directory' if osp.isdir(path) else 'does not exist'
         raise UsageError(f'cannot read image {path}: the file {what}')
@@ -28,7 +28,6 @@ def read_image(path: str) -> np.ndarray:
 def resize_image(image: np.ndarray, size) -> np.ndarray:
     """``image`` resized to ``(h, w)``: area averaging when shrinking, bilinear when
     enlarging (cv2)."""
-    import cv2
     height, width = (int(s) for s in size)
     if (height, width) == image.shape[:2]:
         return image

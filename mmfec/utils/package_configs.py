@@ -26,6 +26,8 @@ import it first; ``mim train mmfec CONFIG`` runs them).
 import os
 import os.path as osp
 
+from mmengine.config import Config
+
 PREFIX = 'mmfec::'
 FOLDER = 'fec'
 
@@ -65,7 +67,6 @@ def resolve_mmfec_config(name: str) -> str:
 
 def install_mmfec_config_prefix() -> None:
     """Make ``Config.fromfile`` read ``mmfec::fec/...`` bases (idempotent)."""
-    from mmengine.config import Config
     current = Config.__dict__['_get_cfg_path']
     if getattr(current, '__func__', current).__name__ == '_get_cfg_path_with_mmfec':
         return

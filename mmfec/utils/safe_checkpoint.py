@@ -39,6 +39,7 @@ final checks are the same.
 import _compat_pickle
 import collections
 import functools
+import io
 import math
 import os
 import os.path as osp
@@ -52,7 +53,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mmengine.dist import get_dist_info
+from mmengine.fileio import get_file_backend
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner import checkpoint as mm_checkpoint
+from mmengine.utils import dl_utils
+from torch import _weights_only_unpickler
 
 __all__ = [
     'CheckpointError', 'CheckpointNotFoundError', 'InvalidCheckpointError',
@@ -325,7 +331,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 @functools.lru_cache(maxsize=1)
 def _legacy_globals():
     """Name -> object for every global the torch < 2.5 path resolves (built once)."""
-    from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     allowed.update((name, obj) for obj, name in _allowlist())
     allowed['_codecs.encode'] = _latin1_encode
@@ -612,7 +617,6 @@ def load_from_http(filename,
                    model_dir=None,
                    progress=os.isatty(0)):
     """Safe version of mmengine's http(s) loader; rank 0 downloads first."""
-    from mmengine.dist import get_dist_info
     rank, world_size = get_dist_info()
     if rank == 0:
         checkpoint = safe_load_url(
@@ -627,39 +631,32 @@ def load_from_http(filename,
 
 def load_from_torchvision(filename, map_location=None):
     """Safe version of mmengine's ``torchvision://`` (and modelzoo) loader."""
-    from mmengine.runner.checkpoint import get_torchvision_models
     prefix = 'modelzoo://' if filename.startswith('modelzoo://') \
         else 'torchvision://'
     model_name = filename[len(prefix):]
     return load_from_http(
-        get_torchvision_models()[model_name], map_location=map_location)
+        mm_checkpoint.get_torchvision_models()[model_name], map_location=map_location)
 
 
 def load_from_openmmlab(filename, map_location=None):
     """Safe version of mmengine's ``open-mmlab://`` loader."""
-    from mmengine.runner.checkpoint import (
-        _get_mmengine_home,
-        get_deprecated_model_names,
-        get_external_models,
-    )
     prefix = 'open-mmlab://' if filename.startswith('open-mmlab://') \
         else 'openmmlab://'
     model_name = filename[len(prefix):]
-    model_name = get_deprecated_model_names().get(model_name, model_name)
-    model_url = get_external_models()[model_name]
+    model_name = mm_checkpoint.get_deprecated_model_names().get(model_name, model_name)
+    model_url = mm_checkpoint.get_external_models()[model_name]
     if model_url.startswith(('http://', 'https://')):
         return load_from_http(model_url, map_location=map_location)
     return safe_torch_load(
-        osp.join(_get_mmengine_home(), model_url), map_location)
+        osp.join(mm_checkpoint._get_mmengine_home(), model_url), map_location)
 
 
 def load_from_mmcls(filename, map_location=None):
     """Safe version of mmengine's ``mmcls://`` loader."""
-    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
     checkpoint = load_from_http(
-        get_mmcls_models()[filename[len('mmcls://'):]],
+        mm_checkpoint.get_mmcls_models()[filename[len('mmcls://'):]],
         map_location=map_location)
-    return _process_mmcls_checkpoint(checkpoint)
+    return mm_checkpoint._process_mmcls_checkpoint(checkpoint)
 
 
 def load_from_pavi(filename, map_location=None):
@@ -678,9 +675,6 @@ def load_from_pavi(filename, map_location=None):
 
 def load_from_ceph(filename, map_location=None, backend='petrel'):
     """Safe version of mmengine's ``s3://`` / ``petrel://`` loader."""
-    import io
-
-    from mmengine.fileio import get_file_backend
     file_backend = get_file_backend(
         filename, backend_args={'backend': backend})
     with io.BytesIO(file_backend.get(filename)) as buffer:
@@ -709,8 +703,6 @@ def install_safe_checkpoint_loader():
     module-level names are replaced too, for code that calls them directly.
     Idempotent: calling it again re-installs only what something undid.
     """
-    from mmengine.runner import checkpoint as mm_checkpoint
-    from mmengine.utils import dl_utils
     with _lock:
         loader = mm_checkpoint.CheckpointLoader
         for prefixes, ours in _SCHEMES:

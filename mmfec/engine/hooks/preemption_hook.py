@@ -24,6 +24,7 @@ import threading
 from typing import Dict, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 from mmengine.dist import all_gather_object, all_reduce, get_dist_info, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
@@ -145,7 +146,6 @@ class PreemptionHook(Hook):
 
 
 def _finish_distributed() -> None:
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.modules import module as module_mod
 
 from .precision import _rounded, autocast_dtype, autocast_off, emulates_low_gemm, low_matmul
 
@@ -171,6 +172,5 @@ def residual_gelu_conv1x1(x: Tensor, h: Tensor, weight: Tensor, bias: Optional[T
 def is_observed(module: nn.Module) -> bool:
     """Whether calling ``module`` runs forward hooks (then a fused path that skips the
     module's own ``forward`` would hide its inputs/outputs from them)."""
-    from torch.nn.modules import module as module_mod
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks)
