@@ -156,5 +156,6 @@ def test_package_imports_only_optional_packages_inside_functions():
 
 
 def test_tools_import_only_optional_packages_inside_functions():
-    tools = {f'tools.{p.stem}': p for p in (ROOT / 'tools').glob('*.py')}
+    tools = {'.'.join(p.relative_to(ROOT).with_suffix('').parts): p
+             for p in (ROOT / 'tools').rglob('*.py')}
     assert _late_imports(tools) == []

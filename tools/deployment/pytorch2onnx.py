@@ -18,9 +18,15 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+if importlib.util.find_spec('mmfec') is None:
+    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
+
+import mmfec  # noqa: F401  (registers FEC and the safe loader)
+from mmfec.apis.deploy import export_model
+from mmfec.utils.cli import ConfigOptionsAction, user_errors
+
 
 def parse_args(argv=None):
-    from mmfec.utils.cli import ConfigOptionsAction
     parser = argparse.ArgumentParser(
         description='Export an FEC backbone, segmentor, detector or classifier to ONNX at '
         'one input size, and optionally verify it against PyTorch with onnxruntime.')
@@ -57,12 +63,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    if importlib.util.find_spec('mmfec') is None:
-        sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
     args = parse_args(argv)
-    import mmfec  # noqa: F401  (registers FEC, installs the safe checkpoint loader)
-    from mmfec.apis.deploy import export_model
-    from mmfec.utils.cli import user_errors
     with user_errors():
         export_model(args.config, args.checkpoint, args.shape, args.output_file,
                      verify=args.verify, opset=args.opset, image=args.image,
