@@ -85,6 +85,11 @@ def parse_args(argv=None):
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch default, all cores)')
+    parser.add_argument('--allocator', choices=['keep', 'default'], default='keep',
+                        help='CPU: keep freed memory in the process, as tools/train.py and '
+                        'test.py do (mmfec.utils.cpu_allocator), or glibc\'s default '
+                        '(every large tensor a fresh mmap); each case runs in a fresh '
+                        'process, so this is per run')
     parser.add_argument('--fec-setting', choices=['auto', 'det', 'seg'], default='auto',
                         help='FEC backbone setting: auto = seg (10,10,5,5, no folds) at '
                         '512x512, det (7, folds 2,2,1,1) otherwise')
@@ -148,12 +153,13 @@ def main(argv=None):
     print(f"machine: {machine['cpu']} (flags: {machine['cpu_flags'] or '?'}), "
           f"{machine['cores']} cores, {machine['memory_gib']} GiB, "
           f"torch {machine['torch']}, {machine['threads']} threads, device {args.device}"
+          + (f", allocator {args.allocator}" if args.device == 'cpu' else '')
           + (f", {machine['gpu']}" if 'gpu' in machine else ''), file=log)
     cases = plan_cases(args.models, args.baselines, args.sizes, args.batches, args.modes,
                        args.precisions, args.scaling, args.smoke)
     common = dict(device=args.device, repeats=args.repeats, warmup=args.warmup,
                   threads=args.threads, fec_setting=args.fec_setting, smoke=args.smoke,
-                  amp_dtype=args.amp_dtype)
+                  amp_dtype=args.amp_dtype, allocator=args.allocator)
     start = time.time()
     results = run_cases(cases, common, args.mem_limit_gib, args.timeout, args.in_process,
                         on_result=lambda r: print(table_row(r), file=log, flush=True))

@@ -21,6 +21,7 @@ if importlib.util.find_spec('mmfec') is None:
     sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
 
 from mmengine.config import ConfigDict
+from mmengine.device import get_device
 from mmengine.evaluator import DumpResults
 
 import mmfec  # noqa: F401  (registers FEC and the safe loader)
@@ -38,6 +39,7 @@ from mmfec.utils.cli import (
     setup_cpu_distributed,
     user_errors,
 )
+from mmfec.utils.cpu_allocator import keep_freed_memory_on_cpu
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
@@ -248,6 +250,7 @@ def main(argv=None):
         cfg = apply_args(cfg, args, scope)
         check_data(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg)
+        keep_freed_memory_on_cpu(get_device())  # no page faults per step on CPU
         runner = build_runner(cfg, scope)
         # A checkpoint of another task or arch would load partly and give junk metrics:
         # refuse it, naming what it holds. The Runner's own load takes what was read here.

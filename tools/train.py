@@ -35,6 +35,7 @@ from mmfec.utils.cli import (
     setup_cpu_distributed,
     user_errors,
 )
+from mmfec.utils.cpu_allocator import keep_freed_memory_on_cpu
 
 
 def parse_args(argv=None):
@@ -147,6 +148,7 @@ def main(argv=None):
         cfg = apply_args(cfg, args)
         check_data(cfg, ('train_dataloader', 'val_dataloader'))
         setup_cpu_distributed(cfg)
+        keep_freed_memory_on_cpu(get_device())  # no page faults per step on CPU
         runner = build_runner(cfg, scope)
         if args.resume not in (None, 'auto'):
             # another task's checkpoint: one line, not an optimizer traceback

@@ -14,6 +14,8 @@ import warnings
 
 import torch
 
+from mmfec.utils.cpu_allocator import keep_freed_memory
+
 from . import memory
 from .cases import build_case, dense_lower_bound_bytes, parse_model
 
@@ -28,6 +30,9 @@ def run_case(spec):
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
     result = dict(spec)
+    if not cuda:  # 'keep' as tools/train.py and test.py run; 'default': glibc's own
+        result['allocator'] = (keep_freed_memory() if spec.get('allocator', 'keep') == 'keep'
+                               else 'glibc default')
     model, inputs, step, info = build_case(spec)
     result.update(info)
 
