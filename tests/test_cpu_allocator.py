@@ -14,9 +14,13 @@ GLIBC = sys.platform.startswith('linux') and platform.libc_ver()[0] == 'glibc'
 PAGES = 64 * 2**20 // 4096  # one 64 MiB tensor
 
 # Fills a 64 MiB tensor five times (each one freed before the next); prints the minor
-# page faults of the last four rounds and what keep_freed_memory said.
+# page faults of the last four rounds and what keep_freed_memory said. Transparent huge
+# pages are turned off for the process (prctl PR_SET_THP_DISABLE), so that every 4 KiB
+# page of a fresh mapping faults, whatever the host's THP setting.
 FAULTS = """
-import json, resource, sys, torch
+import ctypes, json, resource, sys
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
+import torch
 from mmfec.utils.cpu_allocator import keep_freed_memory
 said = keep_freed_memory() if sys.argv[1] == 'keep' else 'not called'
 torch.full((16 * 2**20,), 1.0).sum()
@@ -28,9 +32,15 @@ print(json.dumps(dict(said=said, faults_per_round=faults / 4)))
 """
 
 
+# What would change the allocator under the test's feet
+ALLOCATOR_ENV = ('MMFEC_CPU_ALLOCATOR', 'LD_PRELOAD', 'GLIBC_TUNABLES', 'MALLOC_MMAP_MAX_',
+                 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TOP_PAD_')
+
+
 def _faults(mode, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
     proc = subprocess.run([sys.executable, '-c', FAULTS, mode], capture_output=True, text=True,
-                          env=dict(os.environ, **env), timeout=120, check=True)
+                          env=dict(clean, **env), timeout=120, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -255,3 +255,34 @@ def test_finish_distributed_closes_the_process_group(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class _FakeRunner:
+    def __init__(self):
+        self.model, self.ran = None, []
+
+    def train(self):
+        self.ran.append('train')
+
+    def test(self):
+        self.ran.append('test')
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_the_tools_keep_freed_memory_on_the_device_they_run_on(tool, monkeypatch, tmp_path):
+    module = train_tool if tool == 'train' else test_tool
+    runner, devices = _FakeRunner(), []
+    monkeypatch.setattr(module, 'keep_freed_memory_on_cpu', devices.append)
+    monkeypatch.setattr(module, 'check_data', lambda cfg, splits: None)
+    monkeypatch.setattr(module, 'build_runner', lambda cfg, scope: runner)
+    monkeypatch.setattr(module, 'load_weights', lambda *args, **kwargs: None)
+    monkeypatch.setattr(module, 'unwrap_model', lambda model: model)
+    monkeypatch.setattr(module, 'get_device', lambda: 'cpu')
+    config = str(ROOT / 'configs' / 'fec_small_in1k_toy.py')
+    args = [config, '--work-dir', str(tmp_path)]
+    if tool == 'test':
+        checkpoint = tmp_path / 'c.pth'
+        checkpoint.write_bytes(b'')
+        args.insert(1, str(checkpoint))
+    module.main(args)
+    assert devices == ['cpu'] and runner.ran == [tool]

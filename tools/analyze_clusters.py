@@ -98,12 +98,11 @@ def main(argv=None):
             check_writable(args.out, '--out')
         cfg = load_config(args.config, args.cfg_options)
         device = choose_device(args.device)
-        run(args, cfg, device, check_data)
+        run(args, cfg, device)
     return 0
 
 
-def run(args, cfg, device, check_data):
-
+def run(args, cfg, device):
     if is_backbone_config(cfg):
         raise UsageError('this is a backbone-only config: it has no val set with ground '
                          'truth; use a detection or segmentation config')

@@ -159,7 +159,7 @@ def main(argv=None):
                        args.precisions, args.scaling, args.smoke)
     common = dict(device=args.device, repeats=args.repeats, warmup=args.warmup,
                   threads=args.threads, fec_setting=args.fec_setting, smoke=args.smoke,
-                  amp_dtype=args.amp_dtype, allocator=args.allocator)
+                  amp_dtype=args.amp_dtype, allocator_requested=args.allocator)
     start = time.time()
     results = run_cases(cases, common, args.mem_limit_gib, args.timeout, args.in_process,
                         on_result=lambda r: print(table_row(r), file=log, flush=True))

@@ -14,16 +14,12 @@ does: the network forward (backbone, neck, RPN, RoI heads on the RPN proposals),
 post-processing. Nothing is loaded: weights are left at their initial values.
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-if importlib.util.find_spec('mmfec') is None:
-    sys.path.insert(0, ROOT)  # a plain checkout, mmfec not installed
 
 import torch
 
@@ -89,7 +85,6 @@ def forward_for(kind, model, shape):
 
 
 def count(model, kind, shape):
-
     inputs = torch.randn(1, 3, *shape)
     return count_flops(model, inputs, forward_for(kind, model, shape))
 
@@ -100,7 +95,6 @@ def backbone_params(model, kind):
 
 
 def paper_table():
-
     rows = []
     for arch, (paper_params, paper_gflops) in PAPER.items():
         model = FEC(arch, **IMAGENET_SETTING)

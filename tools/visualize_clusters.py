@@ -161,7 +161,6 @@ def main(argv=None):
 
 
 def run(args, cfg, checkpoint, image_paths, images, device):
-
     model = build_model(cfg)
     backbone = backbone_of(model)
     layers = clustering_layers(backbone)

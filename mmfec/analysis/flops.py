@@ -86,8 +86,6 @@ def count_flops(model: nn.Module, inputs, forward: Callable = None) -> Dict[str,
         (Counter of FLOPs per top-level child), ``by_operator`` (Counter per op) and
         ``uncounted`` (ops seen but not counted, with how often).
     """
-
-
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
     wrapped = _Forward(model, forward or model)

@@ -17,6 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmfec.models import FEC
 from mmfec.models.layers import precision, set_similarity_screen
+from mmfec.utils.cpu_allocator import default_allocator, keep_freed_memory
 
 from .cases import DET_SETTING, SEG_SETTING
 
@@ -37,6 +38,9 @@ def parse_args(argv=None):
                         'before issue 19, for a before/after profile)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--allocator', choices=['keep', 'default'], default='keep',
+                        help='CPU: keep freed memory in the process, as the tools do '
+                        '(mmfec.utils.cpu_allocator), or glibc\'s default')
     parser.add_argument('--rows', type=int, default=20)
     parser.add_argument('--shapes', action='store_true', help='also group by input shapes')
     return parser.parse_args(argv)
@@ -48,6 +52,9 @@ def main(argv=None):
         precision._NATIVE_CPU.update(dict.fromkeys(precision._NATIVE_CPU, True))
     if args.threads:
         torch.set_num_threads(args.threads)
+    allocator = 'not on CPU'
+    if args.device == 'cpu':
+        allocator = keep_freed_memory() if args.allocator == 'keep' else default_allocator()
     torch.manual_seed(0)
     model = FEC(args.arch, **(DET_SETTING if args.setting == 'det' else SEG_SETTING))
     model.init_weights()
@@ -79,7 +86,7 @@ def main(argv=None):
     print(f'{args.arch} {args.setting} {args.size} batch {args.batch} {args.precision} '
           f'{args.mode}, screen {args.screen}, '
           f"{'native' if args.native_low else 'default'} low-precision kernels, "
-          f'{torch.get_num_threads()} threads: one step '
+          f'{torch.get_num_threads()} threads, allocator {allocator}: one step '
           f'{(time.perf_counter() - start) * 1e3:.0f} ms')
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
     with profile(activities=activities, record_shapes=args.shapes) as prof:

@@ -7,13 +7,15 @@ faulted in again, page by page, and zero-filled by the kernel: on the 2-core AVX
 docs/performance.md a GELU over a ``[256, 60800]`` fp32 map took 44-51 ms into a fresh
 tensor and 13-15 ms with the memory kept (the arithmetic is the same). Intel's PyTorch
 CPU launchers preload jemalloc or tcmalloc for the same reason; this does it with glibc
-alone: ``mallopt(M_MMAP_MAX, 0)`` (no block is served by ``mmap``) and a 2 GiB
+alone: ``mallopt(M_MMAP_MAX, 0)`` (no block of the main heap is served by ``mmap``) and a 2 GiB
 ``M_TRIM_THRESHOLD`` (freed memory stays in the heap for the next step).
 
-The price is memory: what a step frees stays with the process (peak RSS of an inference
-step grew by up to half in docs/performance.md; a training step's, already at its peak
-between steps, did not). ``MMFEC_CPU_ALLOCATOR=default`` keeps glibc's behaviour; a
-preloaded jemalloc or tcmalloc is left alone.
+The price is memory: what a step frees stays with the process. In docs/performance.md
+the peak RSS of an inference step grew by a quarter to twice, a training step's by up to
+a fifth; the allocated peak did not change. ``MMFEC_CPU_ALLOCATOR=default`` keeps
+glibc's behaviour; a preloaded jemalloc or tcmalloc is left alone. (Threads other than
+the main one may still ``mmap`` blocks over 64 MiB; torch's CPU forward and backward
+allocate on the calling thread.)
 """
 import ctypes
 import os
@@ -51,9 +53,24 @@ def keep_freed_memory() -> str:
     else:
         mallopt = ctypes.CDLL(None).mallopt
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        ok = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-        _applied = 'kept' if ok else 'glibc default (mallopt refused)'
+        # the trim threshold first: if mallopt refused it, nothing has changed yet
+        if mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
+            _applied = 'glibc default (mallopt refused)'
+        elif mallopt(M_MMAP_MAX, 0) != 1:
+            _applied = 'glibc default, freed memory kept (mallopt refused M_MMAP_MAX)'
+        else:
+            _applied = 'kept'
     return _applied
+
+
+def default_allocator() -> str:
+    """What serves the process's memory when :func:`keep_freed_memory` is not called."""
+    preloaded = _preloaded_allocator()
+    if preloaded:
+        return f'{preloaded} (preloaded)'
+    if sys.platform.startswith('linux') and platform.libc_ver()[0] == 'glibc':
+        return 'glibc default'
+    return 'system default (not glibc)'
 
 
 def keep_freed_memory_on_cpu(device: str) -> str:
