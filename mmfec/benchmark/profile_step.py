@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmfec.models import FEC
 from mmfec.models.layers import precision, set_similarity_screen
-from mmfec.utils.cpu_allocator import default_allocator, keep_freed_memory
+from mmfec.utils.cpu_allocator import use_allocator
 
 from .cases import DET_SETTING, SEG_SETTING
 
@@ -52,9 +52,7 @@ def main(argv=None):
         precision._NATIVE_CPU.update(dict.fromkeys(precision._NATIVE_CPU, True))
     if args.threads:
         torch.set_num_threads(args.threads)
-    allocator = 'not on CPU'
-    if args.device == 'cpu':
-        allocator = keep_freed_memory() if args.allocator == 'keep' else default_allocator()
+    allocator = use_allocator(args.allocator) if args.device == 'cpu' else 'not on CPU'
     torch.manual_seed(0)
     model = FEC(args.arch, **(DET_SETTING if args.setting == 'det' else SEG_SETTING))
     model.init_weights()

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from mmfec.utils.cpu_allocator import default_allocator, keep_freed_memory
+from mmfec.utils.cpu_allocator import use_allocator
 
 from . import memory
 from .cases import build_case, dense_lower_bound_bytes, parse_model
@@ -31,9 +31,7 @@ def run_case(spec):
         torch.set_num_threads(spec['threads'])
     result = dict(spec)
     if not cuda:  # 'keep' as tools/train.py and test.py run; 'default': glibc's own
-        result['allocator'] = (keep_freed_memory()
-                               if spec.get('allocator_requested', 'keep') == 'keep'
-                               else default_allocator())
+        result['allocator'] = use_allocator(spec.get('allocator_requested', 'keep'))
     model, inputs, step, info = build_case(spec)
     result.update(info)
 

@@ -35,6 +35,16 @@ def _preloaded_allocator():
     return next((name for name in ('jemalloc', 'tcmalloc', 'mimalloc') if name in preload), None)
 
 
+def default_allocator() -> str:
+    """What serves the process's memory when :func:`keep_freed_memory` is not called."""
+    preloaded = _preloaded_allocator()
+    if preloaded:
+        return f'{preloaded} (preloaded)'
+    if sys.platform.startswith('linux') and platform.libc_ver()[0] == 'glibc':
+        return 'glibc default'
+    return 'system default (not glibc)'
+
+
 def keep_freed_memory() -> str:
     """Make glibc keep freed memory for reuse (see the module docstring); idempotent.
 
@@ -44,12 +54,11 @@ def keep_freed_memory() -> str:
     global _applied
     if _applied is not None:
         return _applied
+    default = default_allocator()
     if os.environ.get(ENV, 'keep') == 'default':
-        _applied = f'glibc default ({ENV}=default)'
-    elif _preloaded_allocator():
-        _applied = f'{_preloaded_allocator()} (preloaded)'
-    elif not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc':
-        _applied = 'system default (not glibc)'
+        _applied = f'{default} ({ENV}=default)'
+    elif default != 'glibc default':
+        _applied = default
     else:
         mallopt = ctypes.CDLL(None).mallopt
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
@@ -63,14 +72,10 @@ def keep_freed_memory() -> str:
     return _applied
 
 
-def default_allocator() -> str:
-    """What serves the process's memory when :func:`keep_freed_memory` is not called."""
-    preloaded = _preloaded_allocator()
-    if preloaded:
-        return f'{preloaded} (preloaded)'
-    if sys.platform.startswith('linux') and platform.libc_ver()[0] == 'glibc':
-        return 'glibc default'
-    return 'system default (not glibc)'
+def use_allocator(choice: str) -> str:
+    """``'keep'``: :func:`keep_freed_memory`; ``'default'``: leave the allocator as it is.
+    Returns what serves the memory, in words (the benchmark and the profiler record it)."""
+    return keep_freed_memory() if choice == 'keep' else default_allocator()
 
 
 def keep_freed_memory_on_cpu(device: str) -> str:
