@@ -184,3 +184,7 @@ def test_blockwise_argmax_is_argmax_with_ties(shape):
     assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
     ties[..., -1] = 100.0  # maximum only in the trailing partial block
     assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
+    ties[..., -1] = float('nan')  # NaN ranks first, as argmax ranks it, in the tail too
+    assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
+    ties[..., 3] = float('nan')  # ... and the first NaN wins
+    assert torch.equal(first_argmax(ties), ties.argmax(dim=2))

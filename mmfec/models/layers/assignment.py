@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .centers_major import centers_major_argmax
 from .certified_argmax import ScreenedCenters, certified_argmax
 from .precision import autocast_off, clustering_dtype, output_dtype
 from .regions import ClusterLayout
 
-# Upper bound on the elements of one similarity chunk (B x points-per-chunk x M), 8 MiB.
+# Upper bound on the elements of one similarity chunk (B x points-per-chunk x M; per image
+# on the centers-major path), 8 MiB.
 # Measured on this project's 2-core AMD EPYC (torch 2.13, MKL), pooling shapes (C 64-196,
 # M 3800): bmm + arg-max per chunk is fastest around 0.5-4 M elements; much smaller chunks
 # lose to per-call overhead, much larger ones to cache misses (docs/performance.md).
@@ -45,9 +47,9 @@ EPS = 1e-12  # F.normalize's default
 # Arg-max over many centers in blocks of this many (see first_argmax).
 ARGMAX_BLOCK = 64
 
-# On CPU, regions with at least this many centers take their similarity centers-major,
-# ``[M, C] x [C, n] -> [M, n]`` (see CentersMajorArgmax): measured faster for the
-# poolings' 3800 centers (C 64 and 196), not for the 950 of pool4 or the encodings' 49.
+# On CPU, regions with at least this many centers (and no score) take their similarity
+# centers-major (:mod:`.centers_major`): measured faster for the poolings' 3800 centers
+# (C 64 and 196), not for the 950 of pool4 or the encodings' 49.
 CENTERS_MAJOR_MIN_CENTERS = 2048
 
 
@@ -57,7 +59,8 @@ def first_argmax(scores: Tensor) -> Tensor:
     maximum of every block of ``ARGMAX_BLOCK`` centers is found with ``amax``, then the
     arg-max runs over the block maxima and inside the winning block only (~2x faster for
     the poolings' 950-3800 centers). Exactly ``argmax``: the first block holding the
-    maximum, the first position in it, and a trailing partial block wins only if larger.
+    maximum, the first position in it, and a trailing partial block wins only if larger
+    (or NaN where the rest has none: ``argmax`` ranks NaN above everything).
     """
     batch, points, centers = scores.shape
     blocks = centers // ARGMAX_BLOCK
@@ -70,56 +73,10 @@ def first_argmax(scores: Tensor) -> Tensor:
     best = inside.squeeze(2).argmax(dim=2) + best_block.squeeze(2) * ARGMAX_BLOCK
     if blocks * ARGMAX_BLOCK < centers:
         tail_max, tail_index = scores[..., blocks * ARGMAX_BLOCK:].max(dim=2)
-        larger = tail_max > block_max.gather(2, best_block).squeeze(2)
+        best_max = block_max.gather(2, best_block).squeeze(2)
+        larger = (tail_max > best_max) | (tail_max.isnan() & ~best_max.isnan())
         best = torch.where(larger, tail_index + blocks * ARGMAX_BLOCK, best)
     return best
-
-
-def first_argmax_centers_major(scores: Tensor) -> Tensor:
-    """``scores.argmax(0)`` for ``[M, n]`` with ``M`` a multiple of ``ARGMAX_BLOCK`` (pad
-    with ``-inf`` rows): the maximum of every block of centers by a vectorised ``amax``
-    down the columns, the first block holding the column's maximum, then the first
-    position inside it. Exactly ``argmax``: first index among equal maxima, NaN ranked
-    above everything, as ``argmax`` ranks it. Returns ``[n]`` int64."""
-    centers, points = scores.shape
-    main = scores.view(centers // ARGMAX_BLOCK, ARGMAX_BLOCK, points)
-    best_block = main.amax(dim=1).argmax(dim=0)  # [n]
-    inside = main[best_block, :, torch.arange(points, device=scores.device)]  # [n, BLOCK]
-    return inside.argmax(dim=1) + best_block * ARGMAX_BLOCK
-
-
-class CentersMajorArgmax:
-    """Best center of each point of a chunk of one image, from the cosine laid out
-    centers-major.
-
-    ``[M, C] x [C, n] -> [M, n]`` runs both operands in their natural layout, which MKL
-    computes faster on CPU than the ``[n, C] x [C, M]`` of a transposed point chunk (for
-    ``C`` = 64, ``M`` = 3800: about 2.1 against 3.1 ms per 456 points, the same values).
-    The arg-max then runs down the columns (:func:`first_argmax_centers_major`). Each
-    chunk width gets one ``[M', n]`` buffer (``M'``: ``M`` rounded up to
-    ``ARGMAX_BLOCK``, the extra rows ``-inf``), reused for every chunk of that width:
-    memory stays one chunk.
-
-    Args:
-        centers: ``[C, M]`` normalised center features of one region of one image.
-    """
-
-    def __init__(self, centers: Tensor):
-        self.centers = centers.t().contiguous()  # [M, C]
-        self.num_centers = centers.shape[1]
-        self.padded = -(-self.num_centers // ARGMAX_BLOCK) * ARGMAX_BLOCK
-        self.buffers = {}
-
-    def __call__(self, chunk: Tensor) -> Tensor:
-        """``chunk`` ``[C, n]`` -> index ``[n]`` into the region's ``M`` centers."""
-        points = chunk.shape[1]
-        scores = self.buffers.get(points)
-        if scores is None:
-            scores = self.centers.new_empty((self.padded, points))
-            scores[self.num_centers:] = float('-inf')
-            self.buffers[points] = scores
-        torch.mm(self.centers, chunk.to(self.centers.dtype), out=scores[:self.num_centers])
-        return first_argmax_centers_major(scores)
 
 
 @torch.no_grad()
@@ -150,8 +107,9 @@ def _nearest_centers(points, centers, score, chunk_elements):
     step = max(1, chunk_elements // max(1, batch * num_centers))
     chunks = []
     for start in range(0, num_points, step):
-        # [B, n, M]: the arg-max runs over the contiguous last dim (about 2x faster than
-        # reducing dim 1 of a [B, M, n] chunk).
+        # [B, n, M]: ATen's arg-max over the contiguous last dim is about 2x faster than
+        # over dim 1 of a [B, M, n] chunk (the fused path's large regions reduce dim 1
+        # blockwise instead, see .centers_major).
         cos = torch.bmm(points[:, :, start:start + step].transpose(1, 2), centers)
         chunks.append(first_argmax(score(cos) if score else cos))
     # Concatenated, not written into a preallocated index: an ONNX export of a write per
@@ -183,7 +141,8 @@ def region_nearest_centers(points: Tensor,
     Returns:
         ``[B, H * W]`` int64 ids on the whole center grid (row-major). On CPU, regions
         with ``CENTERS_MAJOR_MIN_CENTERS`` centers or more (the poolings' large regions)
-        and no ``score`` rank through :class:`CentersMajorArgmax` (the same values).
+        and no ``score`` rank through :func:`~.centers_major.centers_major_argmax` (the
+        same dot products).
         Each chunk of points is cast to the centers' dtype (the caller's clustering
         dtype) before the similarity, so low-precision points cost no full-size copy.
     """
@@ -199,13 +158,8 @@ def region_nearest_centers(points: Tensor,
         to_global = (q0 + local // (p1 - p0)) * grid_w + p0 + local % (p1 - p0)
         if (not screened and score is None and points.device.type == 'cpu'
                 and region_centers.shape[2] >= CENTERS_MAJOR_MIN_CENTERS):
-            rows = max(1, chunk_elements // (region_centers.shape[2] * (c1 - c0)))
-            for image in range(batch):  # chunks of one image: [M, n] blocks
-                region_argmax = CentersMajorArgmax(region_centers[image])
-                for s0 in range(r0, r1, rows):
-                    s1 = min(r1, s0 + rows)
-                    best = region_argmax(points[image, :, s0:s1, c0:c1].reshape(channels, -1))
-                    index[image, s0:s1, c0:c1] = to_global[best].view(s1 - s0, c1 - c0)
+            index[:, r0:r1, c0:c1] = to_global[centers_major_argmax(
+                points[:, :, r0:r1, c0:c1], region_centers, chunk_elements)]
             continue
         rows = max(1, chunk_elements // max(1, batch * region_centers.shape[2] * (c1 - c0)))
         for s0 in range(r0, r1, rows):
