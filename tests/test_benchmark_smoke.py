@@ -188,3 +188,13 @@ def test_blockwise_argmax_is_argmax_with_ties(shape):
     assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
     ties[..., 3] = float('nan')  # ... and the first NaN wins
     assert torch.equal(first_argmax(ties), ties.argmax(dim=2))
+
+
+def test_the_layout_comparison_runs_both_sides_and_compares_outputs(capsys):
+    """``python -m mmfec.benchmark.layouts``, tiny: with the threshold lowered, the small
+    map's poolings run centers-major on one side, and both sides give the same outputs."""
+    from mmfec.benchmark import layouts
+    result = layouts.main(['--size', '64x64', '--mode', 'train', '--pairs', '1',
+                           '--min-centers', '16', '--threads', '1'])
+    assert result['same_outputs'] and len(result['ratios']) == 1
+    assert 'centers-major from 16 centers' in capsys.readouterr().out
