@@ -198,3 +198,13 @@ def test_the_layout_comparison_runs_both_sides_and_compares_outputs(capsys):
                            '--min-centers', '16', '--threads', '1'])
     assert result['same_outputs'] and len(result['ratios']) == 1
     assert 'centers-major from 16 centers' in capsys.readouterr().out
+
+
+def test_the_step_profile_prints_the_step_and_its_ops(capsys):
+    """``python -m mmfec.benchmark.profile_step``, tiny: the timed step's line, then the
+    profiler's op table."""
+    from mmfec.benchmark import profile_step
+    profile_step.main(['--size', '64x64', '--rows', '3', '--threads', '1'])
+    out = capsys.readouterr().out
+    assert 'small det 64x64 batch 1 fp32 train' in out and 'one step' in out
+    assert 'Self CPU time total' in out

@@ -28,6 +28,24 @@ ARCHS = {'s': 'small', 'b': 'base', 'l': 'large'}
 DET_SETTING = dict(proposal_sizes=7, fold_sizes=(2, 2, 1, 1))
 SEG_SETTING = dict(proposal_sizes=(10, 10, 5, 5), fold_sizes=1)
 RESNETS = ('r50', 'r50-unfrozen')
+
+
+def add_backbone_arguments(parser):
+    """``--arch``, ``--setting`` (det/seg), ``--size`` (HxW) and ``--batch`` of the
+    one-backbone tools (``profile_step``, ``layouts``)."""
+    parser.add_argument('--arch', default='small')
+    parser.add_argument('--setting', choices=['det', 'seg'], default='det')
+    parser.add_argument('--size', default='800x1216')
+    parser.add_argument('--batch', type=int, default=1)
+
+
+def backbone_and_image(args, device='cpu'):
+    """An FEC backbone of ``args.arch`` in the ``args.setting`` (random weights, seed 0)
+    and a random-normal image batch ``[batch, 3, H, W]``."""
+    torch.manual_seed(0)
+    model = FEC(args.arch, **(DET_SETTING if args.setting == 'det' else SEG_SETTING))
+    height, width = (int(v) for v in args.size.split('x'))
+    return model, torch.randn(args.batch, 3, height, width, device=device)
 FULL_MODELS = ('det-fec', 'det-r50', 'seg-fec', 'seg-r50')
 MODEL_HELP = {
     'fec-s/-b/-l': 'FEC backbone (fused layers, the default implementation)',

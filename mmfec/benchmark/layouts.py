@@ -18,19 +18,15 @@ import time
 
 import torch
 
-from mmfec.models import FEC
 from mmfec.models.layers import assignment
 from mmfec.utils.cpu_allocator import use_allocator
 
-from .cases import DET_SETTING, SEG_SETTING
+from .cases import add_backbone_arguments, backbone_and_image
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--arch', default='small')
-    parser.add_argument('--setting', choices=['det', 'seg'], default='det')
-    parser.add_argument('--size', default='800x1216')
-    parser.add_argument('--batch', type=int, default=1)
+    add_backbone_arguments(parser)
     parser.add_argument('--mode', choices=['train', 'infer'], default='infer')
     parser.add_argument('--pairs', type=int, default=10, help='timed steps per side')
     parser.add_argument('--threads', type=int, default=None)
@@ -58,11 +54,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     allocator = use_allocator(args.allocator)
     min_centers = args.min_centers or assignment.CENTERS_MAJOR_MIN_CENTERS
-    torch.manual_seed(0)
-    model = FEC(args.arch, **(DET_SETTING if args.setting == 'det' else SEG_SETTING))
+    model, img = backbone_and_image(args)
     model.train(args.mode == 'train')
-    height, width = (int(v) for v in args.size.split('x'))
-    img = torch.randn(args.batch, 3, height, width)
 
     def step():
         if args.mode == 'infer':

@@ -15,19 +15,15 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mmfec.models import FEC
 from mmfec.models.layers import precision, set_similarity_screen
 from mmfec.utils.cpu_allocator import use_allocator
 
-from .cases import DET_SETTING, SEG_SETTING
+from .cases import add_backbone_arguments, backbone_and_image
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--arch', default='small')
-    parser.add_argument('--setting', choices=['det', 'seg'], default='det')
-    parser.add_argument('--size', default='800x1216')
-    parser.add_argument('--batch', type=int, default=1)
+    add_backbone_arguments(parser)
     parser.add_argument('--precision', choices=['fp32', 'amp'], default='fp32',
                         help='amp: bf16 autocast on CPU, fp16 on CUDA')
     parser.add_argument('--mode', choices=['train', 'infer'], default='train')
@@ -53,13 +49,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     allocator = use_allocator(args.allocator) if args.device == 'cpu' else 'not on CPU'
-    torch.manual_seed(0)
-    model = FEC(args.arch, **(DET_SETTING if args.setting == 'det' else SEG_SETTING))
+    model, img = backbone_and_image(args, args.device)
     model.init_weights()
     set_similarity_screen(model, args.screen)
     model = model.to(args.device).train(args.mode == 'train')
-    height, width = (int(v) for v in args.size.split('x'))
-    img = torch.randn(args.batch, 3, height, width, device=args.device)
     device = args.device.split(':')[0]
     low = None if args.precision == 'fp32' else (
         torch.float16 if device == 'cuda' else torch.bfloat16)
